@@ -1,0 +1,1 @@
+"""Built-in features, each an ordinary plugin registered like any instructor's."""

@@ -1,0 +1,262 @@
+"""Tracks and exercises as data, read from `track.toml` and one `<name>.toml` per exercise.
+
+A track directory holds:
+
+    track.toml          id, title, order, where stubs and references live, exercise order
+    <name>.toml         one exercise: title, topics, limits, hints, known mistakes (mutants)
+    check_<name>.py     its checks (pytest test functions)
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.errors import ConfigError, GraderError
+from grader.tomlload import expect, expect_str_list, read_toml, reject_unknown
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_MB = 4096
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A known mistake: the reference with a few exact text edits.
+
+    Written as edits rather than a copy so that it stays in step with the reference; an
+    edit whose text is no longer found in the reference is an error, not a silent no-op.
+    """
+
+    name: str
+    misconception: str
+    edits: tuple[tuple[str, str], ...]
+
+    def apply(self, source: str, where: str = "reference") -> str:
+        for old, new in self.edits:
+            count = source.count(old)
+            if count != 1:
+                found = "not found" if count == 0 else f"found {count} times"
+                raise GraderError(
+                    f"mutant '{self.name}': the text to replace is {found} in {where}; "
+                    f"each edit must match exactly once:\n{old}"
+                )
+            source = source.replace(old, new)
+        return source
+
+
+@dataclass
+class Exercise:
+    track: str
+    name: str
+    title: str
+    stub: Path
+    reference: Path
+    checks: list[Path]
+    hints: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    requires: list[str] = field(default_factory=list)
+    preload: list[str] = field(default_factory=list)
+    forbidden: list[str] = field(default_factory=list)
+    mutants: list[Mutant] = field(default_factory=list)
+    timeout: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    @property
+    def id(self) -> str:
+        return f"{self.track}.{self.name}"
+
+    @property
+    def module_name(self) -> str:
+        """The name the student's module is imported under, whatever directory it is in."""
+        return f"exercises.{self.track}.{self.name}"
+
+    @property
+    def reference_module_name(self) -> str:
+        return f"reference.{self.track}.{self.name}"
+
+    def mutant(self, name: str) -> Mutant:
+        for m in self.mutants:
+            if m.name == name:
+                return m
+        raise GraderError(f"{self.id} has no known mistake named '{name}'.")
+
+
+@dataclass
+class Track:
+    id: str
+    title: str
+    order: int
+    directory: Path
+    stubs: Path
+    reference: Path
+    exercises: list[Exercise]
+    plugin: str = ""
+
+
+_TRACK_KEYS = {"id", "title", "order", "stubs", "reference", "exercises"}
+_EXERCISE_KEYS = {
+    "title", "topics", "requires", "preload", "forbidden", "hints", "mutants",
+    "timeout", "memory_mb", "checks",
+}
+_MUTANT_KEYS = {"name", "misconception", "replace", "with", "edits"}
+
+
+def load_track(track_toml: Path) -> Track:
+    """Read a track directory's `track.toml` and its exercises' `<name>.toml` files."""
+    track_toml = Path(track_toml).resolve()
+    where = str(track_toml)
+    data = read_toml(track_toml)
+    reject_unknown(data, _TRACK_KEYS, where)
+    track_id = expect(data, "id", str, where)
+    if not track_id.isidentifier():
+        raise ConfigError(f"{where}: track id '{track_id}' must be a Python identifier.")
+    directory = track_toml.parent
+    stubs = (directory / expect(data, "stubs", str, where, "exercises")).resolve()
+    reference = (directory / expect(data, "reference", str, where, "reference")).resolve()
+    track = Track(
+        id=track_id,
+        title=expect(data, "title", str, where),
+        order=expect(data, "order", int, where, 100),
+        directory=directory,
+        stubs=stubs,
+        reference=reference,
+        exercises=[],
+    )
+    for name in expect_str_list(data, "exercises", where):
+        track.exercises.append(_load_exercise(track, name))
+    return track
+
+
+def _load_exercise(track: Track, name: str) -> Exercise:
+    path = track.directory / f"{name}.toml"
+    where = str(path)
+    if not name.isidentifier():
+        raise ConfigError(f"{track.directory / 'track.toml'}: exercise name '{name}' must be a Python identifier.")
+    data = read_toml(path)
+    reject_unknown(data, _EXERCISE_KEYS, where)
+    checks = expect_str_list(data, "checks", where, [f"check_{name}.py"])
+    mutants = []
+    for i, m in enumerate(expect(data, "mutants", list, where, [])):
+        mwhere = f"{where} mutants[{i}]"
+        if not isinstance(m, dict):
+            raise ConfigError(f"{mwhere}: each mutant must be a table.")
+        reject_unknown(m, _MUTANT_KEYS, mwhere)
+        if "edits" in m:
+            edits = tuple(
+                (expect(e, "replace", str, mwhere), expect(e, "with", str, mwhere))
+                for e in expect(m, "edits", list, mwhere)
+            )
+        else:
+            edits = ((expect(m, "replace", str, mwhere), expect(m, "with", str, mwhere)),)
+        mutants.append(
+            Mutant(
+                name=expect(m, "name", str, mwhere),
+                misconception=expect(m, "misconception", str, mwhere),
+                edits=edits,
+            )
+        )
+    timeout = float(expect(data, "timeout", (int, float), where, DEFAULT_TIMEOUT_S))
+    memory_mb = expect(data, "memory_mb", int, where, DEFAULT_MEMORY_MB)
+    if timeout <= 0 or memory_mb <= 0:
+        raise ConfigError(f"{where}: 'timeout' and 'memory_mb' must be positive.")
+    return Exercise(
+        track=track.id,
+        name=name,
+        title=expect(data, "title", str, where),
+        stub=track.stubs / f"{name}.py",
+        reference=track.reference / f"{name}.py",
+        checks=[(track.directory / c).resolve() for c in checks],
+        hints=expect_str_list(data, "hints", where, []),
+        topics=expect_str_list(data, "topics", where, []),
+        requires=expect_str_list(data, "requires", where, []),
+        preload=expect_str_list(data, "preload", where, []),
+        forbidden=expect_str_list(data, "forbidden", where, []),
+        mutants=mutants,
+        timeout=timeout,
+        memory_mb=memory_mb,
+    )
+
+
+class Catalog:
+    """Every registered track, in course order, with lookups by id, target and check file."""
+
+    def __init__(self, tracks: list[Track]):
+        self.tracks = sorted(tracks, key=lambda t: (t.order, t.id))
+        self._exercises = {e.id: e for t in self.tracks for e in t.exercises}
+        self._by_check: dict[Path, Exercise] = {}
+        for e in self._exercises.values():
+            for c in e.checks:
+                self._by_check[c.resolve()] = e
+
+    @property
+    def exercises(self) -> list[Exercise]:
+        return [e for t in self.tracks for e in t.exercises]
+
+    def track(self, track_id: str) -> Track:
+        for t in self.tracks:
+            if t.id == track_id:
+                return t
+        raise GraderError(f"no track named '{track_id}'{self._did_you_mean(track_id)}.")
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        try:
+            return self._exercises[exercise_id]
+        except KeyError:
+            raise GraderError(
+                f"no exercise named '{exercise_id}'{self._did_you_mean(exercise_id)}. "
+                "Run 'grade list' to see them all."
+            ) from None
+
+    def add_checks(self, exercise: Exercise, paths: list[Path]) -> None:
+        for p in paths:
+            p = Path(p).resolve()
+            if p not in exercise.checks:
+                exercise.checks.append(p)
+            self._by_check[p] = exercise
+
+    def exercise_for_check(self, path: Path) -> Exercise | None:
+        return self._by_check.get(Path(path).resolve())
+
+    def select(self, targets: list[str]) -> list[tuple[Exercise, frozenset[str] | None]]:
+        """Resolve targets to (exercise, check names or None for all), in course order.
+
+        A target is a track id, an exercise id, a glob over exercise ids, or
+        `<exercise id>.<check name>` for a single check (`attention.sdpa.causal`).
+        """
+        if not targets:
+            return [(e, None) for e in self.exercises]
+        chosen: dict[str, set[str | None]] = {}
+        for target in targets:
+            matched = self._match(target)
+            for exercise_id, check in matched:
+                chosen.setdefault(exercise_id, set()).add(check)
+        return [
+            (e, None if None in chosen[e.id] else frozenset(c for c in chosen[e.id] if c))
+            for e in self.exercises
+            if e.id in chosen
+        ]
+
+    def _match(self, target: str) -> list[tuple[str, str | None]]:
+        if any(t.id == target for t in self.tracks):
+            return [(e.id, None) for e in self.track(target).exercises]
+        if target in self._exercises:
+            return [(target, None)]
+        if any(ch in target for ch in "*?["):
+            hits = [(i, None) for i in self._exercises if fnmatch.fnmatchcase(i, target)]
+            if hits:
+                return hits
+            raise GraderError(f"no exercise matches '{target}'. Run 'grade list' to see them all.")
+        exercise_id, _, check = target.rpartition(".")
+        if exercise_id in self._exercises and check:
+            return [(exercise_id, check)]
+        raise GraderError(
+            f"no track or exercise named '{target}'{self._did_you_mean(target)}. "
+            "Run 'grade list' to see them all."
+        )
+
+    def _did_you_mean(self, name: str) -> str:
+        names = [t.id for t in self.tracks] + list(self._exercises)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        return f" (did you mean '{close[0]}'?)" if close else ""

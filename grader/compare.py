@@ -1,0 +1,239 @@
+"""Comparisons whose failure tells the student exactly what is wrong.
+
+Every failure names what was compared and says, as it applies: the type, shape or dtype
+mismatch; NaN/Inf where finite values were expected; the max abs and rel error; the index,
+value and expected value of the worst element; the tolerance used; and, when the output
+equals what a known mistake produces, that mistake by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckFailure(AssertionError):
+    """A check's verdict: the student's result is wrong. Its message is shown as is."""
+
+    def __init__(self, message: str, mistake: str = ""):
+        super().__init__(message)
+        self.mistake = mistake
+
+
+def _type_name(x: Any) -> str:
+    from grader.remote import RemoteObject
+
+    if isinstance(x, RemoteObject):
+        return f"a {x._grade_type} object (not data)"
+    if isinstance(x, torch.Tensor):
+        return "a torch.Tensor"
+    if isinstance(x, np.ndarray):
+        return "a numpy.ndarray"
+    return f"a {type(x).__module__}.{type(x).__qualname__}".replace("a builtins.", "a ")
+
+
+def _index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, tuple(shape))) if len(shape) else ()
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.7g}"
+
+
+class Mistakes:
+    """What each known mistake (mutant) of the exercise returns for the same call.
+
+    Evaluated only when a comparison fails, in the judge, on trusted mutant code.
+    """
+
+    def __init__(self, modules: dict[str, tuple[str, Any]], call: Callable[[Any], Any]):
+        self._modules = modules
+        self._call = call
+
+    def outputs(self) -> list[tuple[str, str, Any]]:
+        out = []
+        for name, (misconception, module) in self._modules.items():
+            try:
+                out.append((name, misconception, self._call(module)))
+            except Exception:  # a mutant that raises on this input simply doesn't match
+                continue
+        return out
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    return torch.as_tensor(x)
+
+
+def _value_problem(actual: Any, expected: Any, atol: float, rtol: float, check_dtype: bool) -> str | None:
+    """Why `actual` is not close to `expected`, or None if it is. `expected` is trusted."""
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)):
+            return f"expected a {type(expected).__name__} of {len(expected)} items, got {_type_name(actual)}"
+        if len(actual) != len(expected):
+            return f"expected {len(expected)} items, got {len(actual)}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            p = _value_problem(a, e, atol, rtol, check_dtype)
+            if p:
+                return f"item [{i}]: {p}"
+        return None
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        if isinstance(actual, (torch.Tensor, np.ndarray)):
+            if math.prod(actual.shape) != 1:
+                return f"expected a single number, got {_type_name(actual)} of shape {tuple(actual.shape)}"
+            actual = float(actual.reshape(-1)[0])
+        if isinstance(actual, bool) or not isinstance(actual, (int, float)):
+            return f"expected a number, got {_type_name(actual)}"
+        expected_t, actual_t = torch.tensor([float(expected)]), torch.tensor([float(actual)])
+        return _tensor_problem(actual_t, expected_t, atol, rtol, scalar=True)
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            return f"expected a torch.Tensor, got {_type_name(actual)}"
+    elif isinstance(expected, np.ndarray):
+        if not isinstance(actual, np.ndarray):
+            return f"expected a numpy.ndarray, got {_type_name(actual)}"
+    else:
+        raise TypeError(f"assert_close cannot compare {type(expected)!r}")
+    if tuple(actual.shape) != tuple(expected.shape):
+        return f"shape mismatch: expected {tuple(expected.shape)}, got {tuple(actual.shape)}"
+    if check_dtype and actual.dtype != expected.dtype:
+        return f"dtype mismatch: expected {expected.dtype}, got {actual.dtype}"
+    return _tensor_problem(_as_tensor(actual), _as_tensor(expected), atol, rtol)
+
+
+def _tensor_problem(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float, scalar: bool = False) -> str | None:
+    shape = tuple(e.shape)
+    if a.is_complex() or e.is_complex():
+        a, e = torch.view_as_real(a.to(torch.complex128)), torch.view_as_real(e.to(torch.complex128))
+    a = a.to(torch.float64).reshape(-1)
+    e = e.to(torch.float64).reshape(-1)
+
+    def where(i: int) -> str:
+        return "" if scalar else f" at index {_index(i, shape)}"
+
+    tol = f"(atol={atol:g}, rtol={rtol:g})"
+    for kind, bad_a, bad_e in (
+        ("NaN", torch.isnan(a), torch.isnan(e)),
+        ("Inf", torch.isinf(a), torch.isinf(e)),
+    ):
+        unexpected = bad_a & ~bad_e
+        if unexpected.any():
+            n = int(unexpected.sum())
+            first = int(unexpected.nonzero()[0])
+            return (
+                f"{n} {kind} value{'s' if n > 1 else ''} where finite values were expected"
+                f" (first{where(first)}: expected {_fmt(float(e[first]))})"
+            )
+        missing = bad_e & ~bad_a
+        if missing.any():
+            first = int(missing.nonzero()[0])
+            return f"expected {kind}{where(first)}, got {_fmt(float(a[first]))}"
+    both_special = (torch.isnan(a) & torch.isnan(e)) | (torch.isinf(a) & torch.isinf(e) & (a == e))
+    diff = torch.where(both_special, torch.zeros_like(a), (a - e).abs())
+    allowed = atol + rtol * e.abs()
+    excess = torch.where(both_special, torch.full_like(a, -math.inf), diff - allowed)
+    if a.numel() == 0 or not (excess > 0).any():
+        return None
+    worst = int(excess.argmax())
+    rel = diff / e.abs().clamp_min(1e-300)
+    n_bad = int((excess > 0).sum())
+    head = "" if scalar else f"{n_bad} of {a.numel()} values outside the tolerance {tol}; "
+    return (
+        f"{head}worst{where(worst)}: got {_fmt(float(a[worst]))}, expected {_fmt(float(e[worst]))}"
+        f" (abs error {float(diff[worst]):.2e}, rel error {float(rel[worst]):.2e}"
+        + ("" if not scalar else f", tolerance {tol}")
+        + f"); max abs error {float(diff.max()):.2e}"
+    )
+
+
+def assert_close(
+    actual: Any,
+    expected: Any,
+    *,
+    atol: float,
+    rtol: float,
+    name: str = "output",
+    mistakes: Mistakes | None = None,
+    check_dtype: bool = True,
+) -> None:
+    """Fail unless `actual` matches `expected` elementwise: |a - e| <= atol + rtol * |e|.
+
+    `expected` may be a tensor, an array, a number, or a list/tuple of them; `actual` must
+    have the same type, shape and (unless `check_dtype=False`) dtype. NaN matches NaN and
+    an infinity matches the same infinity.
+    """
+    problem = _value_problem(actual, expected, atol, rtol, check_dtype)
+    if problem is None:
+        return
+    _fail(f"{name}: {problem}", actual, mistakes, atol, rtol, check_dtype)
+
+
+def assert_equal(actual: Any, expected: Any, *, name: str = "output", mistakes: Mistakes | None = None) -> None:
+    """Fail unless `actual` equals `expected` exactly (integers, codes, ids, strings, structure)."""
+    problem = _equal_problem(actual, expected)
+    if problem is None:
+        return
+    _fail(f"{name}: {problem}", actual, mistakes, 0.0, 0.0, True)
+
+
+def _equal_problem(actual: Any, expected: Any) -> str | None:
+    if isinstance(expected, (torch.Tensor, np.ndarray)):
+        p = _value_problem(actual, expected, 0.0, 0.0, True)
+        return p.replace(" outside the tolerance (atol=0, rtol=0)", " differ") if p else None
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)):
+            return f"expected a {type(expected).__name__} of {len(expected)} items, got {_type_name(actual)}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            p = _equal_problem(a, e)
+            if p:
+                return f"item [{i}]: {p}"
+        if len(actual) != len(expected):
+            return f"expected {len(expected)} items, got {len(actual)}"
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"expected a dict, got {_type_name(actual)}"
+        if set(actual) != set(expected):
+            missing = sorted(map(str, set(expected) - set(actual)))
+            extra = sorted(map(str, set(actual) - set(expected)))
+            return f"keys differ: missing {missing}, unexpected {extra}"
+        for k in expected:
+            p = _equal_problem(actual[k], expected[k])
+            if p:
+                return f"[{k!r}]: {p}"
+        return None
+    if type(actual) is not type(expected) and not (
+        isinstance(expected, int) and isinstance(actual, int) and not isinstance(actual, bool)
+    ):
+        return f"expected {_type_name(expected)} {expected!r}, got {_type_name(actual)}"
+    if actual != expected:
+        return f"expected {expected!r}, got {actual!r}"
+    return None
+
+
+def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rtol: float, check_dtype: bool) -> None:
+    if mistakes is not None:
+        for mutant, misconception, output in mistakes.outputs():
+            try:
+                if atol == 0 and rtol == 0:
+                    same = _equal_problem(actual, output) is None
+                else:
+                    same = _value_problem(actual, output, atol, rtol, check_dtype) is None
+            except TypeError:  # the mutant returned something not comparable
+                same = False
+            if same:
+                raise CheckFailure(f"{message}\nThis is exactly what a known mistake gives: {misconception}", mistake=mutant)
+    raise CheckFailure(message)
+
+
+def check(condition: bool, message: str) -> None:
+    """Fail with `message` unless `condition`: for verdicts that are not comparisons."""
+    if not condition:
+        raise CheckFailure(message)

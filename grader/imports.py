@@ -1,0 +1,56 @@
+"""Importing solutions and references under stable package names from any directory.
+
+Student code is always `exercises.<track>.<name>` and references `reference.<track>.<name>`,
+wherever their files are, so a later exercise can `from exercises.attention.mha import ...`
+the student's own earlier work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+
+def alias_package(name: str, path: Path) -> None:
+    """Make `name` a package whose submodules are looked up under `path` (replacing any)."""
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+    package = types.ModuleType(name)
+    package.__path__ = [str(path)]
+    sys.modules[name] = package
+    importlib.invalidate_caches()
+
+
+def import_from(package: str, directory: Path, track: str, name: str) -> Any:
+    """Import `<package>.<track>.<name>` from `<directory>/<track>/<name>.py`."""
+    current = sys.modules.get(package)
+    if current is None or list(getattr(current, "__path__", [])) != [str(directory)]:
+        alias_package(package, directory)
+    return importlib.import_module(f"{package}.{track}.{name}")
+
+
+def module_from_source(name: str, source: str, filename: str) -> types.ModuleType:
+    """A trusted module (a known mistake) built from source text, outside sys.modules."""
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def import_reference(track: str, directory: Path, name: str) -> Any:
+    """Import `reference.<track>.<name>` from `<directory>/<name>.py` (trusted code)."""
+    if "reference" not in sys.modules or not hasattr(sys.modules["reference"], "__path__"):
+        root = types.ModuleType("reference")
+        root.__path__ = []
+        sys.modules["reference"] = root
+    key = f"reference.{track}"
+    current = sys.modules.get(key)
+    if current is None or list(getattr(current, "__path__", [])) != [str(directory)]:
+        package = types.ModuleType(key)
+        package.__path__ = [str(directory)]
+        sys.modules[key] = package
+        setattr(sys.modules["reference"], track, package)
+    return importlib.import_module(f"{key}.{name}")

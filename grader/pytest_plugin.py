@@ -1,0 +1,396 @@
+"""The judge's pytest plugin: fixtures, markers and the collection of results.
+
+Check modules are ordinary pytest files. This plugin maps each to its exercise and gives
+its tests these fixtures:
+
+    solution   the student's module: a proxy to the solution process (isolated mode) or the
+               module itself (direct mode)
+    reference  the reference module, imported in the judge
+    rng        `grader.rng.Rng` seeded from (salt, exercise, check)
+    mistakes   `mistakes(lambda m: m.f(x))` -> what each known mistake returns, for diagnosis
+    exercise   the `grader.catalog.Exercise`
+    figures    a dict the check fills with measured figures (reported with the result)
+
+and these markers: `points(n)`, `hidden`, `gpu`, `perf`, `timeout(seconds)`.
+
+`pytest plugins/` runs every check in direct mode against the references; `grade` runs
+them in isolated mode through `grader.runner`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback as tb
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.catalog import Catalog, Exercise
+from grader.errors import (
+    SolutionError,
+    SolutionFailure,
+    SolutionImportError,
+)
+from grader.results import CheckResult
+
+SESSION_KEY = pytest.StashKey["GradeSession"]()
+ITEM_KEY = pytest.StashKey["_ItemState"]()
+
+MARKERS = {
+    "points(n)": "points the check is worth (default 1)",
+    "hidden": "instructor/CI-only check; collected only with --hidden",
+    "gpu": "needs CUDA; skipped, and left out of the maximum, without it",
+    "perf": "performance check, reported with its measured figures",
+    "timeout(seconds)": "per-call deadline for calls into the solution in this check",
+}
+
+
+@dataclass
+class GradeSession:
+    """What a judge run needs: the catalog, the mode, where solutions are, and results."""
+
+    catalog: Catalog
+    mode: str = "direct"  # "direct" or "isolated"
+    solutions: Path | None = None  # None in direct mode: grade the references
+    display_root: Path = field(default_factory=Path.cwd)
+    salt: str = "0"
+    hidden: bool = False
+    timeout: float | None = None
+    threads: int = 1
+    only: dict[str, frozenset[str] | None] | None = None  # exercise id -> check names
+    results: dict[str, list[CheckResult]] = field(default_factory=dict)
+    _zygote: Any = None
+    _handles: dict[str, Any] = field(default_factory=dict)
+    _mutants: dict[str, dict[str, tuple[str, Any]]] = field(default_factory=dict)
+
+    # --- solution side ----------------------------------------------------------------
+
+    def track_of(self, exercise: Exercise) -> Any:
+        return self.catalog.track(exercise.track)
+
+    def display_path(self, exercise: Exercise) -> str:
+        base = self.solutions if self.solutions is not None else self.track_of(exercise).reference.parent
+        path = base / exercise.track / f"{exercise.name}.py"
+        try:
+            return os.path.relpath(path, self.display_root)
+        except ValueError:
+            return str(path)
+
+    def solution_for(self, exercise: Exercise) -> Any:
+        if self.mode == "direct":
+            from grader.imports import import_from, import_reference
+
+            if self.solutions is None:
+                return import_reference(exercise.track, self.track_of(exercise).reference, exercise.name)
+            try:
+                return import_from("exercises", self.solutions, exercise.track, exercise.name)
+            except SyntaxError as e:
+                raise SolutionImportError(f"{self.display_path(exercise)}: SyntaxError at line {e.lineno}: {e.msg}") from None
+        return self._remote(exercise)
+
+    def _remote(self, exercise: Exercise) -> Any:
+        from grader.remote import SolutionModule
+        from grader.solution_process import SolutionHandle, Zygote
+
+        handle = self._handles.get(exercise.id)
+        if handle is None:
+            if self._zygote is None:
+                self._zygote = Zygote()
+                self._zygote.start()
+            solutions = self.solutions or self.track_of(exercise).reference.parent
+            handle = SolutionHandle(
+                self._zygote,
+                solutions=solutions,
+                track=exercise.track,
+                name=exercise.name,
+                display_root=self.display_root,
+                timeout=self.timeout or exercise.timeout,
+                memory_mb=exercise.memory_mb,
+                preload=exercise.preload,
+                threads=self.threads,
+            )
+            self._handles[exercise.id] = handle
+        handle.ensure_started()
+        return SolutionModule(handle, self.display_path(exercise))
+
+    def handle(self, exercise: Exercise) -> Any:
+        return self._handles.get(exercise.id)
+
+    def finish_exercise(self, exercise: Exercise) -> None:
+        handle = self._handles.pop(exercise.id, None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        for exercise_id in list(self._handles):
+            self._handles.pop(exercise_id).close()
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+
+    # --- judge side -------------------------------------------------------------------
+
+    def reference_for(self, exercise: Exercise) -> Any:
+        from grader.imports import import_reference
+
+        return import_reference(exercise.track, self.track_of(exercise).reference, exercise.name)
+
+    def mutants_for(self, exercise: Exercise) -> dict[str, tuple[str, Any]]:
+        if exercise.id not in self._mutants:
+            from grader.imports import module_from_source
+
+            source = exercise.reference.read_text()
+            modules = {}
+            for m in exercise.mutants:
+                mutated = m.apply(source, str(exercise.reference))
+                module = module_from_source(
+                    f"grade_mutants.{exercise.track}.{exercise.name}.{m.name}", mutated, f"<mutant {m.name}>"
+                )
+                modules[m.name] = (m.misconception, module)
+            self._mutants[exercise.id] = modules
+        return self._mutants[exercise.id]
+
+
+@dataclass
+class _ItemState:
+    exercise: Exercise
+    name: str
+    points: float
+    hidden: bool
+    started: float = 0.0
+    figures: dict[str, float] = field(default_factory=dict)
+    result: CheckResult | None = None
+
+
+def check_name(item: pytest.Item) -> str:
+    name = item.name
+    return name[5:] if name.startswith("test_") else name
+
+
+def get_session(config: pytest.Config) -> GradeSession:
+    return config.stash[SESSION_KEY]
+
+
+# --- hooks -------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grade", "llm-grader")
+    group.addoption("--grade-solutions", default=None, help="grade this solutions directory (default: the references)")
+    group.addoption("--grade-hidden", action="store_true", help="also run hidden checks")
+    group.addoption("--grade-seed", default="0", help="salt for the checks' random inputs")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
+    if SESSION_KEY in config.stash:
+        return  # the runner built the session (isolated mode)
+    from grader.config import load_config
+    from grader.plugins import GradePlugins
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from grader.errors import GraderError
+
+    try:
+        catalog = GradePlugins(load_config(Path(str(config.rootpath)))).catalog()
+    except GraderError as e:
+        raise pytest.UsageError(str(e)) from None
+    solutions = config.getoption("--grade-solutions")
+    config.stash[SESSION_KEY] = GradeSession(
+        catalog=catalog,
+        mode="direct",
+        solutions=Path(solutions).resolve() if solutions else None,
+        display_root=Path.cwd(),
+        salt=str(config.getoption("--grade-seed")),
+        hidden=bool(config.getoption("--grade-hidden")),
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION_KEY in config.stash:
+        config.stash[SESSION_KEY].close()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    grade = get_session(config)
+    keep, drop = [], []
+    for item in items:
+        path = getattr(item, "path", None)
+        exercise = grade.catalog.exercise_for_check(Path(path)) if path else None
+        if exercise is None:
+            keep.append(item)
+            continue
+        hidden = item.get_closest_marker("hidden") is not None
+        if hidden and not grade.hidden:
+            drop.append(item)
+            continue
+        if grade.only is not None:
+            wanted = grade.only.get(exercise.id, frozenset())
+            if wanted is not None and check_name(item) not in wanted:
+                drop.append(item)
+                continue
+        marker = item.get_closest_marker("points")
+        points = float(marker.args[0]) if marker and marker.args else 1.0
+        item.stash[ITEM_KEY] = _ItemState(exercise, check_name(item), points, hidden)
+        if item.get_closest_marker("gpu") is not None:
+            import torch
+
+            if not torch.cuda.is_available():
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is available here"))
+        keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = item.stash.get(ITEM_KEY, None)
+    if state is None:
+        return
+    state.started = time.perf_counter()
+    handle = get_session(item.config).handle(state.exercise)
+    if handle is not None:
+        handle.take_output()  # output printed before this check is not this check's
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    state = item.stash.get(ITEM_KEY, None)
+    if state is None:
+        return
+    next_state = nextitem.stash.get(ITEM_KEY, None) if nextitem is not None else None
+    if next_state is None or next_state.exercise.id != state.exercise.id:
+        grade = get_session(item.config)
+        handle = grade.handle(state.exercise)
+        if handle is not None and state.result is not None:
+            state.result.output += handle.take_output()
+        grade.finish_exercise(state.exercise)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    state = item.stash.get(ITEM_KEY, None)
+    if state is None:
+        return
+    grade = get_session(item.config)
+    if call.when == "setup" and report.passed:
+        return
+    if call.when == "call" or (call.when == "setup" and not report.passed):
+        state.result = _result(state, call, report, grade)
+        grade.results.setdefault(state.exercise.id, []).append(state.result)
+    if call.when == "teardown" and state.result is not None:
+        handle = grade.handle(state.exercise)
+        if handle is not None:
+            state.result.output += handle.take_output()
+        state.result.duration_s = round(time.perf_counter() - state.started, 4)
+        state.result.figures.update(state.figures)
+
+
+def _result(state: _ItemState, call: pytest.CallInfo[None], report: pytest.TestReport, grade: GradeSession) -> CheckResult:
+    result = CheckResult(
+        name=state.name, outcome="passed", points=state.points, max_points=state.points, hidden=state.hidden
+    )
+    if report.skipped:
+        result.outcome, result.points = "skipped", 0.0
+        longrepr = report.longrepr
+        result.message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or "")
+        result.message = result.message.removeprefix("Skipped: ")
+        return result
+    if report.passed:
+        return result
+    result.points = 0.0
+    exc = call.excinfo.value if call.excinfo else None
+    if isinstance(exc, SolutionImportError):
+        result.outcome, result.message, result.traceback = "error", exc.message, exc.traceback
+    elif isinstance(exc, SolutionError):
+        result.outcome = "failed"
+        result.not_implemented = exc.not_implemented
+        result.message = (
+            f"{exc.call or 'your code'} raised NotImplementedError: not implemented yet."
+            if exc.not_implemented
+            else str(exc)
+        )
+        result.traceback = exc.traceback
+    elif isinstance(exc, SolutionFailure):
+        result.outcome, result.message = exc.outcome, str(exc)
+    elif call.when == "setup":
+        result.outcome = "error"
+        result.message = f"the check could not be set up: {type(exc).__name__}: {exc}"
+    elif isinstance(exc, AssertionError):
+        result.outcome, result.message = "failed", str(exc)
+        result.mistake = getattr(exc, "mistake", "")
+    elif isinstance(exc, NotImplementedError) and grade.mode == "direct":
+        result.outcome, result.not_implemented = "failed", True
+        result.message = "raised NotImplementedError: not implemented yet."
+    else:
+        result.outcome = "failed"
+        result.message = f"the check could not use your result: {type(exc).__name__}: {exc}"
+        if grade.mode == "direct" and grade.solutions is not None and call.excinfo is not None:
+            frames = [
+                f for f in tb.extract_tb(call.excinfo.tb) if Path(f.filename).resolve().is_relative_to(grade.solutions)
+            ]
+            if frames:
+                result.message = f"{type(exc).__name__}: {exc}"
+                result.traceback = "".join(tb.format_list(frames))
+    return result
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+def _state(request: pytest.FixtureRequest) -> _ItemState:
+    state = request.node.stash.get(ITEM_KEY, None)
+    if state is None:
+        raise RuntimeError(f"{request.node.nodeid} is not a check of any registered exercise")
+    return state
+
+
+@pytest.fixture
+def exercise(request: pytest.FixtureRequest) -> Exercise:
+    return _state(request).exercise
+
+
+@pytest.fixture
+def solution(request: pytest.FixtureRequest) -> Any:
+    state = _state(request)
+    grade = get_session(request.config)
+    module = grade.solution_for(state.exercise)
+    handle = grade.handle(state.exercise)
+    if handle is not None:
+        marker = request.node.get_closest_marker("timeout")
+        handle.timeout = float(marker.args[0]) if marker and marker.args else handle.default_timeout
+    return module
+
+
+@pytest.fixture
+def reference(request: pytest.FixtureRequest) -> Any:
+    return get_session(request.config).reference_for(_state(request).exercise)
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> Any:
+    from grader.rng import Rng, derive_seed
+
+    state = _state(request)
+    grade = get_session(request.config)
+    salt = grade.salt + (os.environ.get("GRADE_SECRET_SALT", "") if grade.hidden else "")
+    return Rng(derive_seed(salt, state.exercise.id, state.name))
+
+
+@pytest.fixture
+def mistakes(request: pytest.FixtureRequest) -> Any:
+    from grader.compare import Mistakes
+
+    modules = get_session(request.config).mutants_for(_state(request).exercise)
+    return lambda call: Mistakes(modules, call)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> dict[str, float]:
+    return _state(request).figures

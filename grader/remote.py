@@ -1,0 +1,141 @@
+"""Judge-side proxies for the student's module and for objects living in its process.
+
+`solution.softmax(x)` sends a call over the wire and returns data; an object that is not
+data (a module, an optimizer, a `Value`) comes back as a `RemoteObject` whose calls,
+attribute reads and writes, indexing and arithmetic are forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grader.solution_process import ModuleRef, SolutionHandle
+
+_MODULE = ModuleRef()
+
+
+def _describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def short(v: Any) -> str:
+        shape = getattr(v, "shape", None)
+        if shape is not None and hasattr(v, "dtype"):
+            return f"{type(v).__name__}{tuple(shape)}"
+        r = repr(v)
+        return r if len(r) <= 30 else r[:27] + "..."
+
+    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+class RemoteObject:
+    """An object in the solution process. Only data crosses back; the object stays there."""
+
+    __slots__ = ("_grade_handle", "_grade_generation", "_grade_id", "_grade_type", "_grade_callable")
+
+    def __init__(self, handle: SolutionHandle, generation: int, ref_id: int, type_name: str, is_callable: bool):
+        object.__setattr__(self, "_grade_handle", handle)
+        object.__setattr__(self, "_grade_generation", generation)
+        object.__setattr__(self, "_grade_id", ref_id)
+        object.__setattr__(self, "_grade_type", type_name)
+        object.__setattr__(self, "_grade_callable", is_callable)
+
+    def _grade_op(self, name: str, *args: Any) -> Any:
+        return self._grade_handle.request({"op": "operator", "name": name, "args": args}, f"{name} on {self._grade_type}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_grade"):
+            raise AttributeError(name)
+        return self._grade_handle.request({"op": "getattr", "target": self, "name": name}, f"{self._grade_type}.{name}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._grade_handle.request({"op": "setattr", "target": self, "name": name, "value": value}, f"setting {self._grade_type}.{name}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._grade_handle.request(
+            {"op": "call", "target": self, "path": [], "args": args, "kwargs": kwargs},
+            _describe_call(self._grade_type, args, kwargs),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self._grade_type} object in the solution process>"
+
+    def __len__(self) -> int:
+        n = self._grade_op("len", self)
+        if type(n) is not int or n < 0:
+            raise TypeError("len() of the remote object did not return a non-negative int")
+        return n
+
+    def __iter__(self) -> Any:
+        items = self._grade_op("list", self)
+        if not isinstance(items, list):
+            raise TypeError("iterating the remote object did not give a list")
+        return iter(items)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._grade_op("getitem", self, key)
+
+    def __float__(self) -> float:
+        v = self._grade_op("float", self)
+        if type(v) is not float:
+            raise TypeError("float() of the remote object did not return a float")
+        return v
+
+    def __bool__(self) -> bool:
+        raise TypeError(f"the truth value of a remote {self._grade_type} is not data; compare its data instead")
+
+    __hash__ = object.__hash__
+
+
+def _binary(name: str, reflected: bool = False) -> Any:
+    def method(self: RemoteObject, other: Any) -> Any:
+        return self._grade_op(name, other, self) if reflected else self._grade_op(name, self, other)
+
+    return method
+
+
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "pow", "matmul", "mod", "lt", "le", "gt", "ge"):
+    setattr(RemoteObject, f"__{_op}__", _binary(_op))
+for _op in ("add", "sub", "mul", "truediv", "floordiv", "pow", "matmul", "mod"):
+    setattr(RemoteObject, f"__r{_op}__", _binary(_op, reflected=True))
+RemoteObject.__neg__ = lambda self: self._grade_op("neg", self)  # type: ignore[attr-defined]
+RemoteObject.__abs__ = lambda self: self._grade_op("abs", self)  # type: ignore[attr-defined]
+
+
+class RemoteFunction:
+    """A module-level callable of the student's module; calling it is one round trip."""
+
+    def __init__(self, handle: SolutionHandle, name: str):
+        self._handle = handle
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle.request(
+            {"op": "call", "target": _MODULE, "path": [self._name], "args": args, "kwargs": kwargs},
+            _describe_call(self._name, args, kwargs),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self._name} in the solution process>"
+
+
+class SolutionModule:
+    """The `solution` fixture in isolated mode: the student's module, seen from the judge."""
+
+    def __init__(self, handle: SolutionHandle, display_path: str):
+        self._handle = handle
+        self._display_path = display_path
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        self._handle.ensure_started()
+        kind = self._handle.names.get(name)
+        if kind is None:
+            raise AttributeError(
+                f"{self._display_path} does not define '{name}'; keep the names and signatures of the stub."
+            )
+        if kind == "callable":
+            return RemoteFunction(self._handle, name)
+        return self._handle.request({"op": "getattr", "target": _MODULE, "name": name}, name)
+
+    def __repr__(self) -> str:
+        return f"<solution {self._display_path}>"

@@ -1,0 +1,278 @@
+"""Runs the judge: pytest over the selected exercises' check modules, results collected.
+
+`run_exercises` runs in this process; with `jobs > 1` the exercises are split across
+worker processes (`python -m grader.runner`), each a judge of its own, and their results
+merged. Nothing here formats text; progress is reported through callbacks.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader import __version__
+from grader.catalog import Catalog, Exercise
+from grader.results import CheckResult, ExerciseResult, RunResult, TrackResult
+
+EMPTY_INI = Path(__file__).with_name("judge.ini")
+
+
+@dataclass
+class RunOptions:
+    mode: str = "isolated"
+    solutions: Path | None = None  # None: the references
+    display_root: Path = field(default_factory=Path.cwd)
+    salt: str = "0"
+    hidden: bool = False
+    timeout: float | None = None
+    jobs: int = 1
+
+
+class _Injector:
+    """Hands the runner's GradeSession to the judge plugin, reports progress as checks and
+    exercises finish, and records check modules that fail to load."""
+
+    def __init__(
+        self,
+        session: Any,
+        on_check: Callable[[str, CheckResult], None] | None,
+        on_exercise_done: Callable[[str], None],
+    ):
+        self.session = session
+        self.on_check = on_check
+        self.on_exercise_done = on_exercise_done
+        self.collect_errors: dict[str, str] = {}
+        self._order: list[tuple[str, str]] = []  # (nodeid, exercise id) in run order
+
+    def pytest_configure(self, config: Any) -> None:
+        from grader.pytest_plugin import SESSION_KEY
+
+        config.stash[SESSION_KEY] = self.session
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            exercise = self.session.catalog.exercise_for_check(Path(str(report.fspath)))
+            key = exercise.id if exercise else str(report.fspath)
+            self.collect_errors[key] = str(report.longrepr)[-3000:]
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        from grader.pytest_plugin import ITEM_KEY
+
+        for item in session.items:
+            state = item.stash.get(ITEM_KEY, None)
+            if state is not None:
+                self._order.append((item.nodeid, state.exercise.id))
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        index = next((i for i, (n, _) in enumerate(self._order) if n == nodeid), None)
+        if index is None:
+            return
+        exercise_id = self._order[index][1]
+        results = self.session.results.get(exercise_id)
+        if self.on_check and results:
+            self.on_check(exercise_id, results[-1])
+        if index + 1 == len(self._order) or self._order[index + 1][1] != exercise_id:
+            self.on_exercise_done(exercise_id)
+
+
+def _pytest_args(checks: list[Path], root: Path) -> list[str]:
+    return [
+        *[str(c) for c in checks],
+        "-c", str(EMPTY_INI),
+        "--rootdir", str(root),
+        "-p", "grader.pytest_plugin",
+        "-p", "no:cacheprovider",
+        "-p", "no:terminal",
+        "-p", "no:warnings",
+        "--import-mode=importlib",
+    ]
+
+
+def run_exercises(
+    catalog: Catalog,
+    selection: list[tuple[Exercise, frozenset[str] | None]],
+    options: RunOptions,
+    on_exercise: Callable[[ExerciseResult], None] | None = None,
+    on_check: Callable[[str, CheckResult], None] | None = None,
+) -> dict[str, ExerciseResult]:
+    """Grade the selection in this process (one pytest session, one zygote)."""
+    import pytest
+
+    from grader.pytest_plugin import GradeSession
+
+    session = GradeSession(
+        catalog=catalog,
+        mode=options.mode,
+        solutions=options.solutions,
+        display_root=options.display_root,
+        salt=options.salt,
+        hidden=options.hidden,
+        timeout=options.timeout,
+        threads=max(1, (os.cpu_count() or 1) // max(1, options.jobs)),
+        only={e.id: checks for e, checks in selection},
+    )
+    by_id = {e.id: e for e, _ in selection}
+    out: dict[str, ExerciseResult] = {}
+
+    def finish(exercise_id: str) -> None:
+        exercise = by_id[exercise_id]
+        result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []))
+        if exercise.id in injector.collect_errors:
+            result.error = f"the checks of {exercise.id} could not be loaded:\n{injector.collect_errors[exercise.id]}"
+        elif not any(c.is_file() for c in exercise.checks):
+            result.error = f"{exercise.id} has no check module ({', '.join(str(c) for c in exercise.checks)})"
+        out[exercise_id] = result
+        if on_exercise:
+            on_exercise(result)
+
+    injector = _Injector(session, on_check, finish)
+    checks = [c for e, _ in selection for c in e.checks if c.is_file()]
+    root = catalog.tracks[0].directory.parent if catalog.tracks else Path.cwd()
+    try:
+        if checks:
+            pytest.main(_pytest_args(checks, root), plugins=[injector])
+    finally:
+        session.close()
+    for exercise, _ in selection:  # exercises none of whose checks ran (all deselected, or broken)
+        if exercise.id not in out:
+            finish(exercise.id)
+    return out
+
+
+def _split(selection: list[tuple[Exercise, Any]], jobs: int) -> list[list[tuple[Exercise, Any]]]:
+    groups: list[list[tuple[Exercise, Any]]] = [[] for _ in range(jobs)]
+    for i, item in enumerate(selection):
+        groups[i % jobs].append(item)
+    return [g for g in groups if g]
+
+
+def run(
+    catalog: Catalog,
+    selection: list[tuple[Exercise, frozenset[str] | None]],
+    options: RunOptions,
+    on_exercise: Callable[[ExerciseResult], None] | None = None,
+    on_check: Callable[[str, CheckResult], None] | None = None,
+) -> RunResult:
+    """Grade and assemble the whole RunResult, in course order."""
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    if options.jobs <= 1 or len(selection) <= 1:
+        results = run_exercises(catalog, selection, options, on_exercise, on_check)
+    else:
+        results = _run_parallel(catalog, selection, options, on_exercise)
+    run_result = RunResult(
+        grader_version=__version__,
+        started=started,
+        duration_s=round(time.perf_counter() - t0, 3),
+        environment=environment(options),
+    )
+    for track in catalog.tracks:
+        exercises = [results[e.id] for e in track.exercises if e.id in results]
+        if exercises:
+            run_result.tracks.append(TrackResult(track.id, track.title, exercises))
+    return run_result
+
+
+def _run_parallel(
+    catalog: Catalog,
+    selection: list[tuple[Exercise, frozenset[str] | None]],
+    options: RunOptions,
+    on_exercise: Callable[[ExerciseResult], None] | None,
+) -> dict[str, ExerciseResult]:
+    workers = []
+    tmp = Path(tempfile.mkdtemp(prefix="grade-jobs-"))
+    for i, group in enumerate(_split(selection, options.jobs)):
+        spec = {
+            "targets": [e.id if c is None else [e.id, sorted(c)] for e, c in group],
+            "options": {**options.__dict__, "solutions": str(options.solutions) if options.solutions else None,
+                        "display_root": str(options.display_root), "jobs": options.jobs},
+            "cwd": str(Path.cwd()),
+        }
+        spec_path = tmp / f"job{i}.json"
+        spec_path.write_text(json.dumps(spec))
+        out_path = tmp / f"job{i}.out.json"
+        proc = subprocess.Popen([sys.executable, "-m", "grader.runner", str(spec_path), str(out_path)])
+        workers.append((group, proc, out_path))
+    results: dict[str, ExerciseResult] = {}
+    for group, proc, out_path in workers:
+        proc.wait()
+        try:
+            data = json.loads(out_path.read_text())
+            for d in data:
+                results[d["id"]] = ExerciseResult.from_dict(d)
+        except (OSError, ValueError, KeyError):
+            pass
+        for exercise, _ in group:
+            if exercise.id not in results:
+                results[exercise.id] = ExerciseResult(
+                    exercise.id, exercise.title, error=f"the grading worker stopped unexpectedly (exit code {proc.returncode})"
+                )
+            if on_exercise:
+                on_exercise(results[exercise.id])
+    return results
+
+
+def environment(options: RunOptions) -> dict[str, Any]:
+    import numpy
+    import torch
+
+    try:
+        import transformers
+
+        tf_version = transformers.__version__
+    except ImportError:  # pragma: no cover
+        tf_version = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "transformers": tf_version,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "mode": options.mode,
+        "seed": options.salt,
+        "hidden": options.hidden,
+    }
+
+
+def _worker(spec_path: str, out_path: str) -> None:
+    """A -j worker: grade the exercises named in the spec and write their results."""
+    from grader.config import load_config
+    from grader.plugins import GradePlugins
+
+    spec = json.loads(Path(spec_path).read_text())
+    os.chdir(spec["cwd"])
+    config = load_config()
+    catalog = GradePlugins(config).catalog()
+    selection = []
+    for t in spec["targets"]:
+        if isinstance(t, str):
+            selection.append((catalog.exercise(t), None))
+        else:
+            selection.append((catalog.exercise(t[0]), frozenset(t[1])))
+    o = spec["options"]
+    options = RunOptions(
+        mode=o["mode"],
+        solutions=Path(o["solutions"]) if o["solutions"] else None,
+        display_root=Path(o["display_root"]),
+        salt=o["salt"],
+        hidden=o["hidden"],
+        timeout=o["timeout"],
+        jobs=o["jobs"],
+    )
+    results = run_exercises(catalog, selection, options)
+    Path(out_path).write_text(json.dumps([r.to_dict() for r in results.values()]))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1], sys.argv[2])

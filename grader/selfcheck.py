@@ -1,0 +1,97 @@
+"""`grade check`: prove each exercise's checks are sound.
+
+For every exercise: the reference scores full marks; the untouched stub fails every check
+and counts as not started; every known mistake (mutant) fails at least one check; at
+least one mutant is diagnosed by name in a failure message; and the exercise meets the
+curriculum's minimums (3 checks, 3 mutants, 2 hints).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.catalog import Catalog, Exercise
+from grader.results import ExerciseResult
+from grader.runner import RunOptions, run_exercises
+
+MIN_CHECKS = 3
+MIN_MUTANTS = 3
+MIN_HINTS = 2
+
+
+@dataclass
+class ExerciseVerdict:
+    exercise: str
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str) -> ExerciseResult:
+    options = RunOptions(mode=mode, solutions=solutions, timeout=None)
+    return run_exercises(catalog, [(exercise, None)], options)[exercise.id]
+
+
+def mutant_solutions(catalog: Catalog, exercise: Exercise, mutant: str, directory: Path) -> Path:
+    """A solutions directory: the track's references, with this exercise replaced by a mutant."""
+    track = catalog.track(exercise.track)
+    target = directory / exercise.track
+    shutil.copytree(track.reference, target, ignore=shutil.ignore_patterns("__pycache__"))
+    source = exercise.reference.read_text()
+    (target / f"{exercise.name}.py").write_text(exercise.mutant(mutant).apply(source, str(exercise.reference)))
+    return directory
+
+
+def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -> ExerciseVerdict:
+    verdict = ExerciseVerdict(exercise.id)
+    problems = verdict.problems
+
+    ref = _grade(catalog, exercise, None, mode)
+    n_checks = len([c for c in ref.checks if c.outcome != "skipped"])
+    verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks")
+    if ref.error:
+        problems.append(f"reference: {ref.error}")
+    for c in ref.checks:
+        if c.outcome not in ("passed", "skipped"):
+            problems.append(f"reference fails check '{c.name}' ({c.outcome}): {c.message}")
+    if n_checks < MIN_CHECKS:
+        problems.append(f"has {n_checks} checks; every exercise needs at least {MIN_CHECKS}")
+
+    stub = _grade(catalog, exercise, catalog.track(exercise.track).stubs.parent, mode)
+    verdict.lines.append(f"stub: {stub.score:g}/{stub.max_score:g}, status {stub.status}")
+    for c in stub.checks:
+        if c.outcome == "passed":
+            problems.append(f"the stub passes check '{c.name}': that check cannot tell a solution from nothing")
+    if stub.status != "not_started":
+        problems.append(f"the stub's status is '{stub.status}', not 'not_started'")
+
+    if len(exercise.mutants) < MIN_MUTANTS:
+        problems.append(f"has {len(exercise.mutants)} known mistakes; every exercise needs at least {MIN_MUTANTS}")
+    diagnosed = []
+    for m in exercise.mutants:
+        with tempfile.TemporaryDirectory(prefix="grade-mutant-") as tmp:
+            try:
+                solutions = mutant_solutions(catalog, exercise, m.name, Path(tmp))
+            except Exception as e:
+                problems.append(f"mutant '{m.name}': {e}")
+                continue
+            result = _grade(catalog, exercise, solutions, mode)
+        caught = [c.name for c in result.checks if c.outcome not in ("passed", "skipped")]
+        named = [c.name for c in result.checks if c.mistake == m.name]
+        if named:
+            diagnosed.append(m.name)
+        if caught:
+            verdict.lines.append(f"mutant {m.name}: caught by {', '.join(caught)}" + (" (diagnosed by name)" if named else ""))
+        else:
+            problems.append(f"mutant '{m.name}' passes every check: no check catches \"{m.misconception}\"")
+    if exercise.mutants and not diagnosed:
+        problems.append("no failure message names any known mistake; pass mistakes=... to a comparison that one of them fails")
+    if len(exercise.hints) < MIN_HINTS:
+        problems.append(f"has {len(exercise.hints)} hints; every exercise needs at least {MIN_HINTS}")
+    return verdict

@@ -1,0 +1,214 @@
+"""The untrusted side: imports the student's module and serves the judge's calls.
+
+Runs only inside a solution process (forked from the zygote). Everything the student's
+code returns is sent back as data or kept here behind a reference; exceptions are sent
+as (type, message, traceback filtered to the student's own files).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import operator
+import os
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+from grader import wire
+
+OUTPUT_CAP = 64 << 10
+MESSAGE_CAP = 4000
+
+OPERATORS = {
+    name: getattr(operator, name)
+    for name in (
+        "add", "sub", "mul", "truediv", "floordiv", "pow", "matmul", "mod", "neg", "pos",
+        "abs", "getitem", "lt", "le", "gt", "ge", "contains",
+    )
+}
+OPERATORS.update({"len": len, "list": list, "float": float, "int": int, "str": str, "repr": repr})
+
+
+class CappedOutput(io.TextIOBase):
+    """sys.stdout/sys.stderr replacement: keeps the first OUTPUT_CAP characters per call."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: Any) -> int:
+        s = str(s)
+        room = OUTPUT_CAP - self.kept
+        if room > 0:
+            self.parts.append(s[:room])
+            self.kept += min(len(s), room)
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def take(self) -> str:
+        text = "".join(self.parts)
+        if self.dropped:
+            text += f"\n[... {self.dropped} more characters of output dropped]"
+        self.parts, self.kept, self.dropped = [], 0, 0
+        return text
+
+
+def safe_str(obj: Any) -> str:
+    try:
+        s = str(obj)
+    except BaseException:  # a hostile __str__ must not take the server down
+        s = f"<{type(obj).__name__} whose str() failed>"
+    return s if len(s) <= MESSAGE_CAP else s[:MESSAGE_CAP] + " [...]"
+
+
+class SolutionServer:
+    def __init__(self, sock: Any, request: dict[str, Any]):
+        self.sock = sock
+        self.solutions = Path(request["solutions"]).resolve()
+        self.display_root = Path(request["display_root"])
+        self.track = request["track"]
+        self.name = request["name"]
+        self.objects: dict[int, Any] = {}
+        self.next_id = 1
+        self.output = CappedOutput()
+
+    # --- student files and tracebacks -------------------------------------------------
+
+    def display(self, filename: str) -> str:
+        try:
+            return os.path.relpath(filename, self.display_root)
+        except ValueError:
+            return filename
+
+    def is_student_file(self, filename: str) -> bool:
+        try:
+            return Path(filename).resolve().is_relative_to(self.solutions)
+        except (OSError, ValueError):
+            return False
+
+    def student_traceback(self, exc: BaseException) -> str:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if self.is_student_file(f.filename)]
+        lines = []
+        for f in frames[-20:]:
+            lines.append(f'  File "{self.display(f.filename)}", line {f.lineno}, in {f.name}')
+            if f.line:
+                lines.append(f"    {f.line}")
+        return "\n".join(lines)
+
+    def error_payload(self, exc: BaseException) -> dict[str, Any]:
+        kind = type(exc).__name__
+        if isinstance(exc, SystemExit):
+            message = f"your code called sys.exit({safe_str(exc.code)})"
+        else:
+            message = safe_str(exc)
+        return {"type": kind, "message": message, "traceback": self.student_traceback(exc)}
+
+    # --- import -----------------------------------------------------------------------
+
+    def import_student(self) -> Any:
+        package = types.ModuleType("exercises")
+        package.__path__ = [str(self.solutions)]
+        sys.modules["exercises"] = package
+        module_name = f"exercises.{self.track}.{self.name}"
+        path = self.solutions / self.track / f"{self.name}.py"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.display(str(path))} does not exist")
+        return importlib.import_module(module_name)
+
+    def import_error(self, exc: BaseException) -> dict[str, Any]:
+        path = self.display(str(self.solutions / self.track / f"{self.name}.py"))
+        if isinstance(exc, SyntaxError):
+            where = f" at line {exc.lineno}" if exc.lineno else ""
+            detail = f"\n    {exc.text.rstrip()}" if exc.text else ""
+            file = self.display(exc.filename) if exc.filename else path
+            message = f"{file}: {type(exc).__name__}{where}: {exc.msg}{detail}"
+        elif isinstance(exc, FileNotFoundError) and not exc.__traceback__.tb_next:
+            message = f"{path} does not exist: create it (copy the stub) and try again"
+        else:
+            message = f"{path}: importing it raised {self.error_payload(exc)['type']}: {self.error_payload(exc)['message']}"
+        return {"message": message, "traceback": self.student_traceback(exc)}
+
+    # --- references -------------------------------------------------------------------
+
+    def as_ref(self, obj: Any) -> dict[str, Any]:
+        ref_id = self.next_id
+        self.next_id += 1
+        self.objects[ref_id] = obj
+        return {"$ref": ref_id, "type": safe_str(type(obj).__qualname__)[:200], "callable": callable(obj)}
+
+    def from_ref(self, ref: wire.Ref) -> Any:
+        try:
+            return self.objects[ref.id]
+        except KeyError:
+            raise wire.WireError(f"unknown reference {ref.id}") from None
+
+    # --- serving ----------------------------------------------------------------------
+
+    def serve(self, module: Any) -> None:
+        self.objects[0] = module
+        names = {}
+        for key, value in vars(module).items():
+            if not key.startswith("_") and not isinstance(value, types.ModuleType):
+                names[key] = "callable" if callable(value) else "data"
+        self.send({"ready": {"names": names}})
+        while True:
+            try:
+                header, buffers = wire.recv_frame(self.sock)
+            except wire.PeerClosed:
+                return
+            try:
+                request = wire.decode(header, buffers, self.from_ref)
+                result = self.handle(request)
+                reply: dict[str, Any] = {"ok": result}
+            except BaseException as exc:  # the student's failures are data for the judge
+                reply = {"error": self.error_payload(exc)}
+            reply["output"] = self.output.take()
+            try:
+                self.send(reply)
+            except wire.WireError as exc:
+                self.send({"error": {"type": "WireError", "message": f"the value could not be sent to the grader: {exc}", "traceback": ""}, "output": ""})
+
+    def send(self, reply: dict[str, Any]) -> None:
+        header, buffers = wire.encode(reply, self.as_ref)
+        wire.send_frame(self.sock, header, buffers)
+
+    def handle(self, request: dict[str, Any]) -> Any:
+        op = request["op"]
+        target = request.get("target")
+        if op == "call":
+            fn = target
+            for attr in request.get("path", []):
+                fn = getattr(fn, attr)
+            return fn(*request.get("args", ()), **request.get("kwargs", {}))
+        if op == "getattr":
+            return getattr(target, request["name"])
+        if op == "setattr":
+            setattr(target, request["name"], request["value"])
+            return None
+        if op == "operator":
+            return OPERATORS[request["name"]](*request["args"])
+        if op == "probe":
+            from grader import probes
+
+            fn = probes.PROBES[request["name"]]
+            return fn(*request.get("args", ()), **request.get("kwargs", {}))
+        raise ValueError(f"unknown operation {op!r}")
+
+
+def run(sock: Any, request: dict[str, Any]) -> None:
+    """Entry point in the forked solution process; never returns into the zygote."""
+    server = SolutionServer(sock, request)
+    sys.stdout = sys.stderr = server.output
+    try:
+        module = server.import_student()
+    except BaseException as exc:
+        server.send({"import_error": server.import_error(exc), "output": server.output.take()})
+        return
+    server.serve(module)
