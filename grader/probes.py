@@ -165,3 +165,38 @@ def optimizer_trajectory(
         optimizer.step()
         trajectory.append([p.detach().clone() for p in parameters])
     return trajectory
+
+
+@probe
+def call_inplace(fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call `fn(*args, **kwargs)` and return its result and the arguments afterwards.
+
+    For functions that work in place (`xavier_uniform_(w)`): the judge sees copies, so it
+    needs the arguments as the function left them.
+    """
+    result = fn(*args, **(kwargs or {}))
+    return {"result": result, "args": list(args)}
+
+
+@probe
+def with_parameters(
+    fn: Any, values: list[Any], grads: list[Any], args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Call `fn(parameters, *args, **kwargs)` on fresh `nn.Parameter`s with `.grad` set.
+
+    Returns the result and the parameters' values and gradients afterwards: for
+    `clip_grad_norm_`-style functions that change gradients in place.
+    """
+    import torch
+
+    parameters = []
+    for v, g in zip(values, grads):
+        p = torch.nn.Parameter(v.detach().clone())
+        p.grad = None if g is None else g.detach().clone()
+        parameters.append(p)
+    result = fn(parameters, *(args or []), **(kwargs or {}))
+    return {
+        "result": result,
+        "values": [p.detach().clone() for p in parameters],
+        "grads": [None if p.grad is None else p.grad.detach().clone() for p in parameters],
+    }
