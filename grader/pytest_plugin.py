@@ -91,15 +91,21 @@ class GradeSession:
                 raise SolutionImportError(f"{self.display_path(exercise)}: SyntaxError at line {e.lineno}: {e.msg}") from None
         return self._remote(exercise)
 
+    def start(self) -> None:
+        """Start the zygote before the first check, so no check's time includes it."""
+        from grader.solution_process import Zygote
+
+        if self.mode == "isolated" and self._zygote is None:
+            self._zygote = Zygote()
+            self._zygote.start()
+
     def _remote(self, exercise: Exercise) -> Any:
         from grader.remote import SolutionModule
-        from grader.solution_process import SolutionHandle, Zygote
+        from grader.solution_process import SolutionHandle
 
         handle = self._handles.get(exercise.id)
         if handle is None:
-            if self._zygote is None:
-                self._zygote = Zygote()
-                self._zygote.start()
+            self.start()
             solutions = self.solutions or self.track_of(exercise).reference.parent
             handle = SolutionHandle(
                 self._zygote,
@@ -110,6 +116,7 @@ class GradeSession:
                 timeout=self.timeout or exercise.timeout,
                 memory_mb=exercise.memory_mb,
                 preload=exercise.preload,
+                forbidden=exercise.forbidden,
                 threads=self.threads,
             )
             self._handles[exercise.id] = handle

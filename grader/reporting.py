@@ -29,3 +29,14 @@ def write_text_atomically(path: str | None, text: str) -> None:
 
 def write_json(run: RunResult, path: str | None) -> None:
     write_text_atomically(path, json.dumps(run.to_dict(), indent=2) + "\n")
+
+
+def parse_report_spec(spec: str, available: dict[str, Reporter]) -> tuple[str, str | None]:
+    """`json:out/results.json` -> ("json", "out/results.json"); `json` -> ("json", None)."""
+    from grader.errors import ConfigError
+
+    fmt, sep, path = spec.partition(":")
+    if fmt not in available:
+        known = ", ".join(sorted(available)) or "none"
+        raise ConfigError(f"unknown report format '{fmt}' in --report {spec}. Known formats: {known}.")
+    return fmt, (path if sep and path else None)

@@ -183,6 +183,7 @@ class SolutionProcess:
     def __init__(self, zygote: Zygote, request: dict[str, Any], scratch: Path):
         self.zygote = zygote
         self.scratch = scratch
+        self.solutions = request["solutions"]
         self.capture = scratch / "output.txt"
         cwd = scratch / "cwd"
         cwd.mkdir()
@@ -203,22 +204,38 @@ class SolutionProcess:
         return wire.recv_frame(self.sock, deadline)
 
     def captured_tail(self) -> str:
+        """The end of what the process wrote to its file descriptors 1 and 2 (crash reports).
+
+        Frames outside the student's files are dropped from Python's fatal-error report.
+        """
         try:
             with open(self.capture, "rb") as f:
                 f.seek(0, os.SEEK_END)
                 size = f.tell()
                 f.seek(max(0, size - CAPTURE_TAIL))
-                return f.read().decode(errors="replace").strip()
+                text = f.read().decode(errors="replace").strip()
         except OSError:
             return ""
+        lines = []
+        for line in text.splitlines():
+            if line.strip().startswith("File \"") and self.solutions not in line:
+                continue
+            if line.startswith("Extension modules:"):
+                continue
+            lines.append(line)
+        return "\n".join(lines)
 
-    def kill(self) -> int | None:
-        """Kill the process tree and return the solution process's exit status."""
+    def kill(self, exited: bool = False) -> int | None:
+        """Kill the process tree and return the solution process's exit status.
+
+        `exited`: the process hung up on its own (a crash), so its status is collected
+        before the kill; otherwise it is killed at once.
+        """
         if not self.alive:
             return None
         self.alive = False
         self.sock.close()
-        status = self.zygote.wait(self.pid, 0.5)
+        status = self.zygote.wait(self.pid, 5.0) if exited else None
         kill_tree(self.pid)
         if status is None:
             status = self.zygote.wait(self.pid, 5.0)
@@ -239,6 +256,7 @@ class SolutionHandle:
         timeout: float,
         memory_mb: int,
         preload: list[str],
+        forbidden: list[str] = (),
         threads: int = 1,
     ):
         self.zygote = zygote
@@ -254,6 +272,7 @@ class SolutionHandle:
             "cpu_s": CPU_LIMIT_S,
             "threads": threads,
             "preload": preload,
+            "forbidden": list(forbidden),
             "env": {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "LANG": "C.UTF-8",
@@ -297,7 +316,7 @@ class SolutionHandle:
             )
             raise self.import_failure from None
         except (wire.PeerClosed, wire.WireError):
-            status = process.kill()
+            status = process.kill(exited=True)
             tail = process.captured_tail()
             self.import_failure = SolutionImportError(
                 f"{describe_exit(status)} while importing your module." + (f"\n{tail}" if tail else "")
@@ -363,7 +382,7 @@ class SolutionHandle:
                 "stopped. Look for an endless loop, or work that grows much faster than the input."
             ) from None
         except wire.PeerClosed:
-            status = process.kill()
+            status = process.kill(exited=True)
             self.process = None
             tail = process.captured_tail()
             raise SolutionCrashed(

@@ -32,6 +32,44 @@ OPERATORS = {
 OPERATORS.update({"len": len, "list": list, "float": float, "int": int, "str": str, "repr": repr})
 
 
+FORBIDDEN_ALIASES = {
+    "autograd": ["torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward"],
+}
+
+
+class ForbiddenOperation(Exception):
+    """Raised when the student's code calls an operation its exercise forbids."""
+
+
+_trusted_depth = 0  # > 0 while a probe (trusted code) runs: forbidden ops are allowed there
+
+
+def forbid(names: list[str], exercise: str) -> None:
+    """Replace each named callable with one that raises ForbiddenOperation for student code."""
+    import functools
+
+    for spec in names:
+        for qualname in FORBIDDEN_ALIASES.get(spec, [spec]):
+            owner_path, _, attr = qualname.rpartition(".")
+            owner: Any = importlib.import_module(owner_path.split(".")[0])
+            for part in owner_path.split(".")[1:]:
+                owner = getattr(owner, part)
+            original = getattr(owner, attr)
+
+            def make(original: Any, qualname: str) -> Any:
+                @functools.wraps(original)
+                def guarded(*args: Any, **kwargs: Any) -> Any:
+                    if _trusted_depth:
+                        return original(*args, **kwargs)
+                    raise ForbiddenOperation(
+                        f"{exercise} may not call {qualname}; implement it yourself with basic operations"
+                    )
+
+                return guarded
+
+            setattr(owner, attr, make(original, qualname))
+
+
 class CappedOutput(io.TextIOBase):
     """sys.stdout/sys.stderr replacement: keeps the first OUTPUT_CAP characters per call."""
 
@@ -197,8 +235,13 @@ class SolutionServer:
         if op == "probe":
             from grader import probes
 
+            global _trusted_depth
             fn = probes.PROBES[request["name"]]
-            return fn(*request.get("args", ()), **request.get("kwargs", {}))
+            _trusted_depth += 1
+            try:
+                return fn(*request.get("args", ()), **request.get("kwargs", {}))
+            finally:
+                _trusted_depth -= 1
         raise ValueError(f"unknown operation {op!r}")
 
 
@@ -207,6 +250,7 @@ def run(sock: Any, request: dict[str, Any]) -> None:
     server = SolutionServer(sock, request)
     sys.stdout = sys.stderr = server.output
     try:
+        forbid(request.get("forbidden", []), f"{request['track']}.{request['name']}")
         module = server.import_student()
     except BaseException as exc:
         server.send({"import_error": server.import_error(exc), "output": server.output.take()})

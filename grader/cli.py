@@ -1,0 +1,234 @@
+"""The `grade` command.
+
+    grade [TARGET...]        grade the curriculum, a track, an exercise or one check
+    grade list               every exercise with its last status
+    grade hint EXERCISE      the next hint for an exercise
+    grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
+    grade plugins            loaded plugins and the hooks each implements
+
+Exit codes: 0 graded; 1 score below --fail-under; 2 usage or configuration error;
+3 internal error. Nothing here imports torch until grading starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grader import __version__
+from grader.errors import ConfigError, GraderError
+
+EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class GradeGroup(click.Group):
+    """A group whose bare arguments (`grade attention --report json:r.json`) mean `grade run ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _context(blocked: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """Configuration and plugins, built when a command starts (never at import)."""
+    from grader.config import load_config
+    from grader.plugins import GradePlugins
+
+    config = load_config()
+    plugins = GradePlugins(config, blocked=[b.removeprefix("no:") for b in blocked])
+    return config, plugins
+
+
+@click.group(cls=GradeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="llm-grader")
+def cli() -> None:
+    """Grade your implementations of the LLM curriculum.
+
+    \b
+    grade                          everything
+    grade attention                one track
+    grade attention.sdpa           one exercise
+    grade attention.sdpa.causal    one check
+    grade 'foundations.*'          a glob
+
+    Run `grade run --help` for grading options (--solutions, --report, -j, --fail-under...).
+    """
+
+
+@cli.command("run")
+@click.argument("targets", nargs=-1)
+@click.option("--solutions", type=click.Path(file_okay=False, path_type=Path), help="Directory of solutions to grade, laid out <track>/<name>.py (default: exercises/).")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT[:PATH]", help="Write a report, e.g. json:results.json (repeatable; no PATH means stdout).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Exercises graded in parallel.")
+@click.option("--fail-under", type=click.FloatRange(0, 100), default=None, help="Exit 1 when the score is below this percentage.")
+@click.option("--hidden", is_flag=True, help="Also run hidden checks (instructors and CI).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds allowed per call into a solution.")
+@click.option("--seed", default=None, help="Salt for the random inputs of every check.")
+@click.option("-p", "blocked", multiple=True, metavar="no:NAME", help="Disable a plugin by name.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the final score line.")
+def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple[str, ...], jobs: int | None,
+                fail_under: float | None, hidden: bool, timeout: float | None, seed: str | None,
+                blocked: tuple[str, ...], quiet: bool) -> None:
+    """Grade TARGETS (tracks, exercises, checks or globs; default: everything)."""
+    from grader.reporting import parse_report_spec
+
+    config, plugins = _context(blocked)
+    catalog = plugins.catalog()
+    selection = catalog.select(list(targets))
+    available = plugins.reporters()
+    report_specs = [parse_report_spec(r, available) for r in (*config.reports, *reports)]
+    solutions_dir = (solutions.resolve() if solutions else config.solutions) or Path("exercises").resolve()
+    if not solutions_dir.is_dir():
+        raise ConfigError(f"the solutions directory {solutions_dir} does not exist; pass --solutions DIR or run 'grade' in your project.")
+    fail_under = config.fail_under if fail_under is None else fail_under
+
+    from grader.runner import RunOptions, run
+    from grader.state import ProgressState
+    from grader.terminal import TerminalReport
+
+    options = RunOptions(
+        mode="isolated",
+        solutions=solutions_dir,
+        display_root=Path.cwd(),
+        salt=str(seed if seed is not None else config.seed),
+        hidden=hidden,
+        timeout=timeout if timeout is not None else config.timeout,
+        jobs=jobs or config.jobs,
+    )
+    term = TerminalReport()
+    if not quiet:
+        term.start(len(selection))
+
+    def exercise_done(result: Any) -> None:
+        if not quiet:
+            term.exercise_done(result)
+        plugins.exercise_finished(result)
+
+    try:
+        result = run(catalog, selection, options, on_exercise=exercise_done,
+                     on_check=None if quiet else term.check_done)
+    finally:
+        term.stop()
+    for fmt, path in report_specs:
+        available[fmt](result, path)
+    plugins.run_finished(result)
+    state = ProgressState(config.state_dir)
+    state.record(result)
+    state.save()
+    if quiet:
+        term.console.print(f"Score: {result.score:g}/{result.max_score:g} ({result.percent:.1f}%)")
+    else:
+        term.summary(result)
+    if fail_under is not None and result.percent < fail_under:
+        term.console.print(f"[red]Below --fail-under {fail_under:g}%.[/]")
+        sys.exit(EXIT_BELOW)
+
+
+@cli.command("list")
+def list_command() -> None:
+    """Every exercise in course order, with its status from the last run."""
+    from grader.state import ProgressState
+    from grader.terminal import TerminalReport
+
+    config, plugins = _context()
+    catalog = plugins.catalog()
+    state = ProgressState(config.state_dir)
+    rows = []
+    for e in catalog.exercises:
+        s = state.status(e.id) or {}
+        score = f"{s['score']:g}/{s['max_score']:g}" if "score" in s else ""
+        rows.append((e.id, e.title, s.get("status", "not graded"), score))
+    TerminalReport().exercise_table(rows)
+
+
+@cli.command("hint")
+@click.argument("exercise")
+def hint_command(exercise: str) -> None:
+    """Show the next hint for EXERCISE (one more each time you ask)."""
+    from grader.state import ProgressState
+
+    config, plugins = _context()
+    ex = plugins.catalog().exercise(exercise)
+    if not ex.hints:
+        click.echo(f"{ex.id} has no hints.")
+        return
+    state = ProgressState(config.state_dir)
+    index = state.next_hint(ex.id, len(ex.hints))
+    state.save()
+    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}:\n\n{ex.hints[index]}")
+    if index + 1 < len(ex.hints):
+        click.echo(f"\nAsk again for the next one: grade hint {ex.id}")
+
+
+@cli.command("check")
+@click.argument("targets", nargs=-1)
+@click.option("--isolated", is_flag=True, help="Run the checks through solution processes, as students are graded.")
+def check_command(targets: tuple[str, ...], isolated: bool) -> None:
+    """For instructors: the reference scores full marks, the stub zero, every mistake is caught."""
+    from grader.selfcheck import check_exercise
+
+    _, plugins = _context()
+    catalog = plugins.catalog()
+    failed = 0
+    for exercise, _ in catalog.select(list(targets)):
+        verdict = check_exercise(catalog, exercise, "isolated" if isolated else "direct")
+        mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
+        click.echo(f"{mark}  {exercise.id}")
+        for line in verdict.lines:
+            click.echo(f"      {line}")
+        for problem in verdict.problems:
+            click.echo(click.style(f"      problem: {problem}", fg="red"))
+        failed += not verdict.ok
+    if failed:
+        click.echo(f"{failed} exercise(s) have problems.")
+        sys.exit(EXIT_BELOW)
+
+
+@cli.command("plugins")
+def plugins_command() -> None:
+    """Loaded plugins, where each comes from and the hooks it implements."""
+    _, plugins = _context()
+    for name, origin, hooks in plugins.describe():
+        click.echo(f"{name}\n    {origin}\n    hooks: {', '.join(hooks) or '(none)'}")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        _, plugins = _context()
+    except GraderError:
+        return  # a broken config is reported by the command that needs it
+    plugins.register_commands(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] not in cli.commands and not args[0].startswith("-"):
+        _add_plugin_commands()  # only when the command is not a built-in one
+    try:
+        cli.main(args=args, prog_name="grade", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USAGE)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_USAGE)
+    except GraderError as e:
+        click.echo(f"grade: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        click.echo("grade: interrupted; solution processes were stopped.", err=True)
+        sys.exit(130)
+    except BaseException:  # anything else is our bug: say so, and exit 3
+        traceback.print_exc()
+        click.echo("grade: internal error (a bug in llm-grader, not in your code). Please report it with the traceback above.", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(EXIT_OK)
