@@ -88,7 +88,8 @@ class GradePlugins:
 
     def _each_impl(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
         caller = getattr(self.pm.hook, hook_name)
-        return [(impl.plugin_name, impl.function) for impl in reversed(caller.get_hookimpls())]
+        # Registration order (built-ins first), so the first plugin to claim a name keeps it.
+        return [(impl.plugin_name, impl.function) for impl in caller.get_hookimpls()]
 
     def _collect(self, hook_name: str, what: str, **kwargs: Any) -> dict[str, tuple[str, Any]]:
         found: dict[str, tuple[str, Any]] = {}

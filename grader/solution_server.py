@@ -41,11 +41,32 @@ class ForbiddenOperation(Exception):
     """Raised when the student's code calls an operation its exercise forbids."""
 
 
-_trusted_depth = 0  # > 0 while a probe (trusted code) runs: forbidden ops are allowed there
+_PROBES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.py")
 
 
-def forbid(names: list[str], exercise: str) -> None:
-    """Replace each named callable with one that raises ForbiddenOperation for student code."""
+def _called_by_probe(is_student_file: Any) -> bool:
+    """Whether the nearest caller that is either student code or a probe is a probe.
+
+    A probe may call a forbidden op itself (the gradient probe calls backward), but student
+    code called from inside a probe may not.
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename == _PROBES_FILE:
+            return True
+        if is_student_file(filename):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def forbid(names: list[str], exercise: str, is_student_file: Any) -> None:
+    """Replace each named callable with one that raises ForbiddenOperation for student code.
+
+    A forbidden class is replaced by a subclass whose constructor raises, so that student
+    code subclassing it still imports and is told why at construction.
+    """
     import functools
 
     for spec in names:
@@ -55,19 +76,29 @@ def forbid(names: list[str], exercise: str) -> None:
             for part in owner_path.split(".")[1:]:
                 owner = getattr(owner, part)
             original = getattr(owner, attr)
+            message = f"{exercise} may not use {qualname}; implement it yourself with basic operations"
 
-            def make(original: Any, qualname: str) -> Any:
-                @functools.wraps(original)
-                def guarded(*args: Any, **kwargs: Any) -> Any:
-                    if _trusted_depth:
-                        return original(*args, **kwargs)
-                    raise ForbiddenOperation(
-                        f"{exercise} may not call {qualname}; implement it yourself with basic operations"
-                    )
+            if isinstance(original, type):
 
-                return guarded
+                def init(self: Any, *args: Any, _original: Any = original, _message: str = message, **kwargs: Any) -> None:
+                    if not _called_by_probe(is_student_file):
+                        raise ForbiddenOperation(_message)
+                    _original.__init__(self, *args, **kwargs)
 
-            setattr(owner, attr, make(original, qualname))
+                guarded: Any = type(original.__name__, (original,), {"__init__": init, "__module__": original.__module__})
+            else:
+
+                def make(original: Any, message: str) -> Any:
+                    @functools.wraps(original)
+                    def guard(*args: Any, **kwargs: Any) -> Any:
+                        if _called_by_probe(is_student_file):
+                            return original(*args, **kwargs)
+                        raise ForbiddenOperation(message)
+
+                    return guard
+
+                guarded = make(original, message)
+            setattr(owner, attr, guarded)
 
 
 class CappedOutput(io.TextIOBase):
@@ -235,13 +266,8 @@ class SolutionServer:
         if op == "probe":
             from grader import probes
 
-            global _trusted_depth
             fn = probes.PROBES[request["name"]]
-            _trusted_depth += 1
-            try:
-                return fn(*request.get("args", ()), **request.get("kwargs", {}))
-            finally:
-                _trusted_depth -= 1
+            return fn(*request.get("args", ()), **request.get("kwargs", {}))
         raise ValueError(f"unknown operation {op!r}")
 
 
@@ -250,7 +276,7 @@ def run(sock: Any, request: dict[str, Any]) -> None:
     server = SolutionServer(sock, request)
     sys.stdout = sys.stderr = server.output
     try:
-        forbid(request.get("forbidden", []), f"{request['track']}.{request['name']}")
+        forbid(request.get("forbidden", []), f"{request['track']}.{request['name']}", server.is_student_file)
         module = server.import_student()
     except BaseException as exc:
         server.send({"import_error": server.import_error(exc), "output": server.output.take()})

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import exercise_scores, load_results, processes_with_marker, run_grade
 
 TARGETS = ["foundations.softmax", "foundations.cross_entropy"]

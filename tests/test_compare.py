@@ -1,0 +1,81 @@
+"""Failure messages say what is wrong: types, shapes, dtypes, NaN, worst index, tolerance,
+and the known mistake a wrong answer matches."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from grader.compare import CheckFailure, Mistakes, assert_close, assert_equal, check
+
+
+def failure(fn, *args, **kwargs) -> CheckFailure:
+    with pytest.raises(CheckFailure) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def test_close_values_pass():
+    x = torch.randn(4, 5)
+    assert_close(x + 1e-7, x, atol=1e-6, rtol=0, name="y")
+    assert_close([x, 1.0], (x, 1.0 + 1e-9), atol=1e-6, rtol=0)
+
+
+def test_worst_element_reported_with_index_and_tolerance():
+    expected = torch.zeros(3, 4)
+    actual = expected.clone()
+    actual[2, 1] = 0.5
+    actual[0, 0] = 0.1
+    msg = str(failure(assert_close, actual, expected, atol=1e-3, rtol=1e-4, name="softmax(x)"))
+    assert msg.startswith("softmax(x): 2 of 12 values outside the tolerance (atol=0.001, rtol=0.0001)")
+    assert "worst at index (2, 1): got 0.5, expected 0" in msg
+    assert "max abs error 5.00e-01" in msg
+
+
+@pytest.mark.parametrize(
+    "actual, expected, words",
+    [
+        (torch.zeros(2, 3), torch.zeros(3, 2), "shape mismatch: expected (3, 2), got (2, 3)"),
+        (torch.zeros(2, dtype=torch.float64), torch.zeros(2), "dtype mismatch: expected torch.float32, got torch.float64"),
+        (np.zeros(2), torch.zeros(2), "expected a torch.Tensor, got a numpy.ndarray"),
+        (torch.tensor([0.0, float("nan")]), torch.zeros(2), "1 NaN value where finite values were expected (first at index (1,)"),
+        (torch.tensor([float("inf")]), torch.zeros(1), "Inf value"),
+        (torch.zeros(1), torch.tensor([float("-inf")]), "expected Inf at index (0,)"),
+        ("text", 1.0, "expected a number, got a str"),
+        ([1.0], (1.0, 2.0), "expected 2 items, got 1"),
+    ],
+)
+def test_mismatches_are_named(actual, expected, words):
+    assert words in str(failure(assert_close, actual, expected, atol=1e-6, rtol=1e-6))
+
+
+def test_nan_matches_nan_and_inf_matches_inf():
+    x = torch.tensor([float("nan"), float("inf"), 1.0])
+    assert_close(x.clone(), x, atol=0, rtol=0)
+
+
+def test_a_known_mistake_is_named():
+    good = types.SimpleNamespace(f=lambda x: x * 2)
+    bad = types.SimpleNamespace(f=lambda x: x * 3)
+    modules = {"tripled": ("multiplying by 3 instead of 2", bad)}
+    x = torch.ones(3)
+    err = failure(assert_close, bad.f(x), good.f(x), atol=1e-6, rtol=0, mistakes=Mistakes(modules, lambda m: m.f(x)))
+    assert "known mistake gives: multiplying by 3 instead of 2" in str(err)
+    assert err.mistake == "tripled"
+    other = failure(assert_close, x * 5, good.f(x), atol=1e-6, rtol=0, mistakes=Mistakes(modules, lambda m: m.f(x)))
+    assert other.mistake == "" and "known mistake" not in str(other)
+
+
+def test_exact_equality_reports_first_difference():
+    msg = str(failure(assert_equal, [1, 2, 4], [1, 2, 3], name="ids"))
+    assert msg == "ids: item [2]: expected 3, got 4"
+    assert "keys differ" in str(failure(assert_equal, {"a": 1}, {"b": 1}))
+    assert_equal(torch.arange(3), torch.arange(3))
+
+
+def test_check_fails_with_the_message():
+    check(True, "unused")
+    assert str(failure(check, False, "rows must sum to 1")) == "rows must sum to 1"

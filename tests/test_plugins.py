@@ -1,0 +1,273 @@
+"""The plugin API: every hook works as documented, and the docs and tests cover every hook."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, run_grade
+
+from grader import hookspecs
+from grader.config import load_config
+from grader.errors import ConfigError
+from grader.plugins import GradePlugins
+
+HOOKS = sorted(name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("grade_"))
+
+PLUGIN = '''
+import json
+from pathlib import Path
+
+import click
+
+from grader import hookimpl
+from grader.catalog import load_track
+from grader.errors import ConfigError
+
+CALLS = Path(__file__).with_name("calls.jsonl")
+
+
+def log(**kw):
+    with open(CALLS, "a") as f:
+        f.write(json.dumps(kw) + "\\n")
+
+
+@hookimpl
+def grade_configure(config):
+    level = config.section("myplugin").get("level", 1)
+    if not isinstance(level, int):
+        raise ConfigError("[tool.grade.myplugin] level must be an integer")
+    log(hook="grade_configure", level=level)
+
+
+@hookimpl
+def grade_register_tracks(register, config):
+    register(load_track(Path(__file__).parent / "track" / "track.toml"))
+
+
+@hookimpl
+def grade_extra_checks(exercise, config):
+    if exercise.id == "extra.double":
+        return [Path(__file__).parent / "track" / "hidden_double.py"]
+
+
+@hookimpl
+def grade_register_reporters(register):
+    register("total", lambda run, path: Path(path).write_text(str(run.score)))
+
+
+@hookimpl
+def grade_register_commands(cli):
+    @cli.command("hello")
+    def hello():
+        click.echo("hello from myplugin")
+
+
+@hookimpl
+def grade_exercise_finished(result):
+    log(hook="grade_exercise_finished", id=result.id, score=result.score)
+
+
+@hookimpl
+def grade_run_finished(run):
+    log(hook="grade_run_finished", score=run.score, max_score=run.max_score)
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A student project with its own plugin adding a one-exercise track."""
+    (tmp_path / "myplugin.py").write_text(PLUGIN)
+    track = tmp_path / "track"
+    (track / "reference").mkdir(parents=True)
+    (track / "exercises").mkdir()
+    (track / "track.toml").write_text('id = "extra"\ntitle = "Extra"\norder = 50\nexercises = ["double"]\n')
+    (track / "double.toml").write_text(textwrap.dedent('''
+        title = "Double a tensor"
+        hints = ["multiply", "by two"]
+        [[mutants]]
+        name = "triple"
+        misconception = "multiplies by three"
+        replace = "x * 2"
+        with = "x * 3"
+    '''))
+    (track / "reference" / "double.py").write_text("def double(x):\n    return x * 2\n")
+    (track / "exercises" / "double.py").write_text("def double(x):\n    raise NotImplementedError\n")
+    (track / "check_double.py").write_text(textwrap.dedent('''
+        import torch
+        from grader.compare import assert_close
+
+        def test_doubles(solution, rng, mistakes):
+            x = rng.randn(3)
+            assert_close(solution.double(x), x * 2, atol=0, rtol=0, mistakes=mistakes(lambda m: m.double(x)))
+
+        def test_doubles_ints(solution):
+            assert solution.double(4) == 8
+    '''))
+    (track / "hidden_double.py").write_text(textwrap.dedent('''
+        import pytest
+
+        @pytest.mark.hidden
+        @pytest.mark.points(5)
+        def test_hidden_negative(solution):
+            assert solution.double(-1) == -2
+    '''))
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent('''
+        [tool.grade]
+        solutions = "solutions"
+        plugins = ["myplugin"]
+        [tool.grade.myplugin]
+        level = 3
+    '''))
+    (tmp_path / "solutions" / "extra").mkdir(parents=True)
+    (tmp_path / "solutions" / "extra" / "double.py").write_text("def double(x):\n    return x * 2\n")
+    return tmp_path
+
+
+def calls(project: Path) -> list[dict]:
+    path = project / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def grade_in(project: Path, *args: str):
+    return run_grade(*args, cwd=project, env={"PYTHONPATH": str(project), "GRADE_DISABLE_PLUGIN_AUTOLOAD": "1"})
+
+
+# --- one test per hook (the meta-test below finds them by name) ------------------------
+
+
+def test_grade_configure_reads_the_plugins_own_section(project: Path):
+    proc = grade_in(project, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert {"hook": "grade_configure", "level": 3} in calls(project)
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text().replace("level = 3", 'level = "high"')
+    )
+    proc = grade_in(project, "plugins")
+    assert proc.returncode == 2
+    assert "level must be an integer" in proc.stderr
+
+
+def test_grade_register_tracks_adds_a_track(project: Path):
+    proc = grade_in(project, "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "extra.double" in proc.stdout and "foundations.softmax" in proc.stdout
+
+
+def test_grade_register_tracks_name_clash_names_both_plugins(project: Path):
+    (project / "clash.py").write_text(
+        "from pathlib import Path\nfrom grader import hookimpl\nfrom grader.catalog import load_track\n"
+        "@hookimpl\ndef grade_register_tracks(register, config):\n"
+        "    register(load_track(Path(__file__).parent / 'track' / 'track.toml'))\n"
+    )
+    text = (project / "pyproject.toml").read_text().replace('plugins = ["myplugin"]', 'plugins = ["myplugin", "clash"]')
+    (project / "pyproject.toml").write_text(text)
+    proc = grade_in(project, "list")
+    assert proc.returncode == 2
+    assert "two plugins register a track named 'extra': 'myplugin' and 'clash'" in proc.stderr
+
+
+def test_grade_extra_checks_adds_hidden_checks(project: Path):
+    out = project / "r.json"
+    proc = grade_in(project, "extra", "--report", f"json:{out}", "-q")
+    assert proc.returncode == 0, proc.stderr
+    names = [c["name"] for c in json.loads(out.read_text())["tracks"][0]["exercises"][0]["checks"]]
+    assert names == ["doubles", "doubles_ints"], "hidden checks run only with --hidden"
+    proc = grade_in(project, "extra", "--hidden", "--report", f"json:{out}", "-q")
+    exercise = json.loads(out.read_text())["tracks"][0]["exercises"][0]
+    assert [c["name"] for c in exercise["checks"]][-1] == "hidden_negative"
+    assert exercise["score"] == exercise["max_score"] == 7
+
+
+def test_grade_register_reporters_adds_a_format(project: Path):
+    proc = grade_in(project, "extra", "--report", f"total:{project / 'total.txt'}", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (project / "total.txt").read_text() == "2.0"
+    proc = grade_in(project, "extra", "--report", "nope:x")
+    assert proc.returncode == 2 and "unknown report format 'nope'" in proc.stderr and "total" in proc.stderr
+
+
+def test_grade_register_commands_adds_a_subcommand(project: Path):
+    proc = grade_in(project, "hello")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "hello from myplugin"
+
+
+def test_grade_exercise_finished_and_grade_run_finished_see_results(project: Path):
+    proc = grade_in(project, "extra", "-q")
+    assert proc.returncode == 0, proc.stderr
+    seen = calls(project)
+    assert {"hook": "grade_exercise_finished", "id": "extra.double", "score": 2.0} in seen
+    assert {"hook": "grade_run_finished", "score": 2.0, "max_score": 2.0} in seen
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def test_blocking_a_plugin_removes_its_hooks(project: Path):
+    proc = run_grade("plugins", cwd=project, env={"PYTHONPATH": str(project), "GRADE_DISABLE_PLUGINS": "myplugin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "myplugin" not in proc.stdout and "tracks" in proc.stdout
+
+
+def test_grade_plugins_lists_hooks(project: Path):
+    proc = grade_in(project, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert "myplugin" in proc.stdout and "grade_register_reporters" in proc.stdout
+
+
+def test_a_missing_plugin_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "grade.toml").write_text('plugins = ["not_a_module_anywhere"]\n')
+    proc = run_grade("list", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "could not load plugin 'not_a_module_anywhere'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_plugin_manager_is_not_built_at_import():
+    import subprocess
+    import sys
+
+    code = "import grader, grader.cli, grader.plugins, sys; print('pluggy' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[1] == "False"
+
+
+def test_entry_point_autoload_can_be_disabled(monkeypatch):
+    seen = []
+    monkeypatch.setenv("GRADE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr("pluggy.PluginManager.load_setuptools_entrypoints", lambda self, group: seen.append(group))
+    GradePlugins(load_config(ROOT))
+    assert seen == []
+    monkeypatch.delenv("GRADE_DISABLE_PLUGIN_AUTOLOAD")
+    GradePlugins(load_config(ROOT))
+    assert seen == ["grade"]
+
+
+def test_broken_entry_point_is_reported(monkeypatch):
+    def broken(self, group):
+        raise ImportError("no module named shiny")
+
+    monkeypatch.setattr("pluggy.PluginManager.load_setuptools_entrypoints", broken)
+    with pytest.raises(ConfigError, match="a plugin installed for llm-grader failed to load"):
+        GradePlugins(load_config(ROOT))
+
+
+# --- meta-tests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook: str):
+    names = [n for n, v in globals().items() if n.startswith("test_") and inspect.isfunction(v)]
+    assert any(hook in n for n in names), f"no test in tests/test_plugins.py is named after {hook}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook: str):
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    assert re.search(rf"^## {hook}$", docs, re.M), f"docs/plugins.md has no '## {hook}' section"
+    assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring in grader/hookspecs.py"
