@@ -142,7 +142,7 @@ def _tensor_problem(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float, 
     if a.numel() == 0 or not (excess > 0).any():
         return None
     worst = int(excess.argmax())
-    rel = diff / e.abs().clamp_min(1e-300)
+    rel = torch.where(e == 0, torch.where(diff == 0, 0.0, math.inf), diff / e.abs())
     n_bad = int((excess > 0).sum())
     head = "" if scalar else f"{n_bad} of {a.numel()} values outside the tolerance {tol}; "
     return (
