@@ -16,7 +16,7 @@ def test_softmax_matches_torch(solution, rng, mistakes):
     for dim in (-1, 0, 1):
         got = solution.softmax(x, dim=dim)
         assert_close(got, F.softmax(x, dim=dim), **TOL, name=f"softmax(x of shape (4, 7), dim={dim})",
-                     mistakes=mistakes(lambda m: m.softmax(x, dim=dim)))
+                     mistakes=mistakes(lambda m, d=dim: m.softmax(x, dim=d)))
 
 
 @pytest.mark.points(2)
@@ -44,7 +44,7 @@ def test_log_softmax_matches_torch(solution, rng, mistakes):
     for dim in (-1, 0):
         got = solution.log_softmax(x, dim=dim)
         assert_close(got, F.log_softmax(x, dim=dim), atol=1e-5, rtol=1e-5,
-                     name=f"log_softmax(x, dim={dim})", mistakes=mistakes(lambda m: m.log_softmax(x, dim=dim)))
+                     name=f"log_softmax(x, dim={dim})", mistakes=mistakes(lambda m, d=dim: m.log_softmax(x, dim=d)))
 
 
 @pytest.mark.points(2)
@@ -55,7 +55,7 @@ def test_logsumexp_matches_torch(solution, rng, mistakes):
         got = solution.logsumexp(x, dim=dim, keepdim=keepdim)
         assert_close(got, torch.logsumexp(x, dim=dim, keepdim=keepdim), atol=1e-5, rtol=1e-6,
                      name=f"logsumexp(x, dim={dim}, keepdim={keepdim})",
-                     mistakes=mistakes(lambda m: m.logsumexp(x, dim=dim, keepdim=keepdim)))
+                     mistakes=mistakes(lambda m, d=dim, k=keepdim: m.logsumexp(x, dim=d, keepdim=k)))
 
 
 def test_logsumexp_all_masked_slice(solution, rng):
