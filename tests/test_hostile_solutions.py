@@ -25,7 +25,7 @@ os._exit(0)
 """,
     "segfaults": """
 import ctypes
-def softmax(x, dim=-1):
+def softmax(x, dim=-1, keepdim=False):
     return ctypes.string_at(0)
 log_softmax = logsumexp = softmax
 """,
@@ -41,7 +41,7 @@ class Anything:
         return self
     def __call__(self, *a, **k):
         return self
-def softmax(x, dim=-1):
+def softmax(x, dim=-1, keepdim=False):
     return Anything()
 log_softmax = logsumexp = softmax
 """,
@@ -54,7 +54,7 @@ torch.equal = lambda *a, **k: True
 torch.testing.assert_close = lambda *a, **k: None
 numpy.testing.assert_allclose = lambda *a, **k: None
 numpy.allclose = lambda *a, **k: True
-def softmax(x, dim=-1):
+def softmax(x, dim=-1, keepdim=False):
     return x * 0
 log_softmax = softmax
 def logsumexp(x, dim=-1, keepdim=False):
@@ -62,7 +62,7 @@ def logsumexp(x, dim=-1, keepdim=False):
 """,
     "allocates_without_bound": """
 import torch
-def softmax(x, dim=-1):
+def softmax(x, dim=-1, keepdim=False):
     hoard = []
     while True:
         hoard.append(torch.empty(1 << 28))  # 1 GiB more each time
@@ -70,7 +70,7 @@ log_softmax = logsumexp = softmax
 """,
     "prints_a_gigabyte": """
 import sys
-def softmax(x, dim=-1):
+def softmax(x, dim=-1, keepdim=False):
     chunk = "x" * (1 << 24)
     for _ in range(64):
         sys.stdout.write(chunk)
