@@ -99,6 +99,16 @@ class GradeSession:
             self._zygote = Zygote()
             self._zygote.start()
 
+    def load_trusted(self, exercises: list[Exercise]) -> None:
+        """Import references and known mistakes before any student code runs, so a solution
+        that rewrites files on disk cannot change what it is judged against."""
+        for exercise in exercises:
+            try:
+                self.reference_for(exercise)
+                self.mutants_for(exercise)
+            except Exception:  # reported by the checks that need them, as a setup error
+                continue
+
     def _remote(self, exercise: Exercise) -> Any:
         from grader.remote import SolutionModule
         from grader.solution_process import SolutionHandle
