@@ -1,7 +1,7 @@
-"""Isolation's cost: `grade --solutions reference foundations` against plain in-process
+"""Isolation's cost: `grade --solutions reference TRACK...` against plain in-process
 pytest on the same checks (direct mode), measured in the same run.
 
-    python bench/bench_grade.py [--repeat 3] [--track foundations]
+    python bench/bench_grade.py [--repeat 3] [foundations] [tokenization attention ...]
 
 Prints the median wall time of each and their ratio (isolated / direct).
 """
@@ -30,17 +30,17 @@ def timed(cmd: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--track", default="foundations")
+    parser.add_argument("tracks", nargs="*", default=["foundations"])
     args = parser.parse_args()
     isolated_cmd = [sys.executable, "-c", "from grader.cli import main; main()",
-                    "--solutions", "reference", args.track, "-q", "--fail-under", "100"]
-    direct_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"plugins/{args.track}"]
+                    "--solutions", "reference", *args.tracks, "-q", "--fail-under", "100"]
+    direct_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *[f"plugins/{t}" for t in args.tracks]]
     isolated, direct = [], []
     for _ in range(args.repeat):  # interleaved, so drift in machine load hits both alike
         direct.append(timed(direct_cmd))
         isolated.append(timed(isolated_cmd))
     d, i = statistics.median(direct), statistics.median(isolated)
-    print(f"track {args.track}, {args.repeat} runs each (median wall time)")
+    print(f"tracks {' '.join(args.tracks)}, {args.repeat} runs each (median wall time)")
     print(f"  direct mode (in-process pytest):      {d:6.2f} s")
     print(f"  isolated mode (grade, full isolation): {i:6.2f} s")
     print(f"  ratio isolated / direct:              {i / d:6.2f}x")
