@@ -103,7 +103,10 @@ def forbid(names: list[str], exercise: str, is_student_file: Any) -> None:
                     return guard
 
                 guarded = make(original, message)
-            setattr(owner, attr, guarded)
+            try:
+                setattr(owner, attr, guarded)
+            except (AttributeError, TypeError):
+                continue  # a read-only attribute (a C extension's) cannot be guarded
 
 
 class CappedOutput(io.TextIOBase):

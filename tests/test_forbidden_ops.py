@@ -75,3 +75,19 @@ def test_student_code_called_from_a_probe_is_still_guarded(solutions_copy: Path,
     [check] = json.loads(out.read_text())["tracks"][0]["exercises"][0]["checks"]
     assert check["outcome"] == "failed"
     assert "may not use torch.optim.SGD" in check["message"]
+
+
+def test_sdpa_may_not_call_the_library_attention(solutions_copy: Path, tmp_path: Path):
+    (solutions_copy / "attention" / "sdpa.py").write_text(
+        "import torch.nn.functional as F\n"
+        "def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False, scale=None):\n"
+        "    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale)\n"
+    )
+    out = tmp_path / "r.json"
+    proc = run_grade("--solutions", str(solutions_copy), "attention.sdpa", "--report", f"json:{out}", "-q")
+    assert proc.returncode == 0, proc.stderr
+    checks = json.loads(out.read_text())["tracks"][0]["exercises"][0]["checks"]
+    assert checks and all(c["outcome"] == "failed" for c in checks)
+    assert all(
+        "attention.sdpa may not use torch.nn.functional.scaled_dot_product_attention" in c["message"] for c in checks
+    ), [c["message"] for c in checks]
