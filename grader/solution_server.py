@@ -83,6 +83,7 @@ def forbid(names: list[str], exercise: str, is_student_file: Any) -> None:
                 continue  # not in this version of the library: nothing to forbid
             message = f"{exercise} may not use {qualname}; implement it yourself with basic operations"
 
+            guarded: Any = None
             if isinstance(original, type):
 
                 def init(self: Any, *args: Any, _original: Any = original, _message: str = message, **kwargs: Any) -> None:
@@ -90,8 +91,11 @@ def forbid(names: list[str], exercise: str, is_student_file: Any) -> None:
                         raise ForbiddenOperation(_message)
                     _original.__init__(self, *args, **kwargs)
 
-                guarded: Any = type(original.__name__, (original,), {"__init__": init, "__module__": original.__module__})
-            else:
+                try:
+                    guarded = type(original.__name__, (original,), {"__init__": init, "__module__": original.__module__})
+                except TypeError:  # a class that cannot be subclassed (a Rust or C type): guard its calls
+                    guarded = None
+            if guarded is None:
 
                 def make(original: Any, message: str) -> Any:
                     @functools.wraps(original)
