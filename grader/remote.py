@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grader.errors import SolutionError
 from grader.solution_process import ModuleRef, SolutionHandle
 
 _MODULE = ModuleRef()
@@ -59,7 +60,12 @@ class RemoteObject:
         return f"<{self._grade_type} object in the solution process>"
 
     def __len__(self) -> int:
-        n = self._grade_op("len", self)
+        try:
+            n = self._grade_op("len", self)
+        except SolutionError as e:
+            if e.exc_type == "TypeError":  # no len(): let list() and friends fall back to iterating
+                raise TypeError(e.message) from None
+            raise
         if type(n) is not int or n < 0:
             raise TypeError("len() of the remote object did not return a non-negative int")
         return n
