@@ -1,0 +1,438 @@
+"""Checks for tokenization.bpe_train: exact merges and vocabulary against the reference on the
+synthetic corpus, hand-made corpora where the tie-break and pair counting decide, properties
+(special tokens never merged, merges inside pre-tokens and most frequent at their step, vocab
+consistent with merges, stopping rules) and parity with Hugging Face tokenizers' BpeTrainer on
+the merges made before the first tied count.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import regex
+
+from grader.compare import CheckFailure, Mistakes, assert_equal, check
+from grader.synthlang import SyntheticLanguage
+
+EOT = "<|endoftext|>"
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+# --- corpora --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _language() -> SyntheticLanguage:
+    return SyntheticLanguage(seed=11)  # one language (built once); each check samples its own text
+
+
+def _documents(rng: Any, n_chars: int) -> list[str]:
+    """Whole documents of the synthetic language, about `n_chars` characters in all."""
+    docs = _language().documents(n_chars // 600 + 4, seed=int(rng.np.integers(1 << 30)))
+    out, total = [], 0
+    for d in docs:
+        if total >= n_chars:
+            break
+        if len(d) <= n_chars // 3:  # documents vary a lot in length: keep the total near n_chars
+            out.append(d)
+            total += len(d)
+    return out
+
+
+def _describe(text: str, vocab_size: int, special_tokens: list[str]) -> str:
+    shown = repr(text) if len(text) <= 40 else f"<{len(text.encode())} bytes of synthetic text>"
+    return f"train_bpe({shown}, vocab_size={vocab_size}, special_tokens={special_tokens!r})"
+
+
+# --- judge-side helpers (independent of the reference) -------------------------------------
+
+
+def _pretoken_words(text: str, special_tokens: list[str]) -> Counter[tuple[bytes, ...]]:
+    """Distinct pre-tokens as tuples of single bytes, with counts (specials cut out first)."""
+    pieces = [text]
+    if special_tokens:
+        ordered = sorted(special_tokens, key=len, reverse=True)
+        pieces = regex.split("|".join(regex.escape(s) for s in ordered), text)
+    counts: Counter[str] = Counter()
+    for piece in pieces:
+        counts.update(regex.findall(GPT2_PATTERN, piece))
+    return Counter({tuple(bytes([b]) for b in p.encode()): n for p, n in counts.items()})
+
+
+def _pair_counts(words: Counter[tuple[bytes, ...]]) -> Counter[tuple[bytes, bytes]]:
+    pairs: Counter[tuple[bytes, bytes]] = Counter()
+    for word, n in words.items():
+        for pair in zip(word, word[1:]):
+            pairs[pair] += n
+    return pairs
+
+
+def _apply(
+    words: Counter[tuple[bytes, ...]], pair: tuple[bytes, bytes]
+) -> Counter[tuple[bytes, ...]]:
+    out: Counter[tuple[bytes, ...]] = Counter()
+    for word, n in words.items():
+        merged, i = [], 0
+        while i < len(word):
+            if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+                merged.append(word[i] + word[i + 1])
+                i += 2
+            else:
+                merged.append(word[i])
+                i += 1
+        out[tuple(merged)] += n
+    return out
+
+
+def _initial_vocab(special_tokens: list[str]) -> dict[int, bytes]:
+    vocab = {i: s.encode() for i, s in enumerate(special_tokens)}
+    vocab.update({len(special_tokens) + b: bytes([b]) for b in range(256)})
+    return vocab
+
+
+def _first_ids(vocab: dict[Any, Any], n: int) -> dict[int, Any]:
+    return {i: vocab.get(i) for i in range(n)}
+
+
+def _unpack(got: Any, call: str) -> tuple[dict[Any, Any], list[Any]]:
+    check(
+        isinstance(got, (tuple, list)) and len(got) == 2,
+        f"{call} must return a tuple (vocab, merges), got {type(got).__name__}"
+        + (f" of {len(got)} items" if isinstance(got, (tuple, list)) else ""),
+    )
+    vocab, merges = got
+    check(
+        isinstance(vocab, dict),
+        f"{call}: vocab must be a dict {{id: bytes}}, got {type(vocab).__name__}",
+    )
+    check(
+        isinstance(merges, (list, tuple)),
+        f"{call}: merges must be a list, got {type(merges).__name__}",
+    )
+    for i, m in enumerate(merges):
+        check(
+            isinstance(m, (tuple, list)) and len(m) == 2 and all(isinstance(x, bytes) for x in m),
+            f"{call}: merges[{i}] must be a tuple (bytes, bytes), got {m!r}",
+        )
+    return vocab, [tuple(m) for m in merges]
+
+
+def _fail(message: str, actual: Any, mistakes: Mistakes | None) -> None:
+    """Raise CheckFailure, naming the known mistake whose output equals `actual` if there is one."""
+    if mistakes is not None:
+        for name, misconception, output in mistakes.outputs():
+            if output == actual:
+                raise CheckFailure(
+                    f"{message}\nThis is exactly what a known mistake gives: {misconception}",
+                    mistake=name,
+                )
+    raise CheckFailure(message)
+
+
+def _compare_merges(
+    got: list[tuple[bytes, bytes]],
+    expected: list[tuple[bytes, bytes]],
+    call: str,
+    mistakes: Mistakes | None,
+    truth: str = "expected",
+) -> None:
+    if got == expected:
+        return
+    i = next(
+        (j for j, (g, e) in enumerate(zip(got, expected)) if g != e), min(len(got), len(expected))
+    )
+    if i < min(len(got), len(expected)):
+        detail = f"merge {i} is {got[i]!r}, {truth} {expected[i]!r}"
+    else:
+        detail = f"got {len(got)} merges, {truth} {len(expected)}"
+    _fail(f"{call}: merges differ (the first {i} agree): {detail}", got, mistakes)
+
+
+def _check_against(
+    got: Any,
+    expected: tuple[dict[int, bytes], list[tuple[bytes, bytes]]],
+    call: str,
+    special_tokens: list[str],
+    mistakes: Any,
+    run: Any,
+) -> None:
+    """Initial vocabulary, then merges, then the whole vocabulary, each diagnosed by mistake."""
+    vocab, merges = _unpack(got, call)
+    k = len(special_tokens)
+    assert_equal(
+        _first_ids(vocab, k + 256),
+        _initial_vocab(special_tokens),
+        name=f"{call}: the initial vocabulary (specials at ids 0..{k - 1}, byte b at id {k} + b)"
+        if k
+        else f"{call}: the initial vocabulary (byte b at id b)",
+        mistakes=mistakes(lambda m: _first_ids(run(m)[0], k + 256)),
+    )
+    _compare_merges(merges, expected[1], call, mistakes(lambda m: run(m)[1]))
+    assert_equal(vocab, expected[0], name=f"{call}: vocab", mistakes=mistakes(lambda m: run(m)[0]))
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+@pytest.mark.points(4)
+def test_matches_reference_on_synthetic_corpus(solution, reference, rng, mistakes, figures):
+    docs = _documents(rng, 32_000)
+    text = EOT.join(docs)
+    specials = [EOT]
+    vocab_size = 1 + 256 + int(rng.np.integers(220, 260))
+    call = _describe(text, vocab_size, specials)
+
+    t0 = time.perf_counter()
+    expected = reference.train_bpe(text, vocab_size, specials)
+    t_ref = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = solution.train_bpe(text, vocab_size, specials)
+    t_student = time.perf_counter() - t0
+    # reported, not graded; in isolated mode t_student includes one round trip (milliseconds)
+    figures["student_seconds"] = round(t_student, 4)
+    figures["reference_seconds"] = round(t_ref, 4)
+    figures["time_vs_reference"] = round(t_student / max(t_ref, 1e-9), 3)
+
+    _check_against(
+        got, expected, call, specials, mistakes, lambda m: m.train_bpe(text, vocab_size, specials)
+    )
+
+
+@pytest.mark.points(2)
+def test_tie_break_greatest_pair(solution, mistakes):
+    cases = {
+        # (a,b), ( ,b) and (b,a) all occur twice: the greatest pair (b"b", b"a") goes first
+        "ab ab ba ba": [(b"b", b"a"), (b"a", b"b"), (b" ", b"ba"), (b" ", b"ab")],
+        # after (a,a): (aa,a), ( ,b), (b,b) occur once each; by bytes (b"b", b"b") is greatest,
+        # although the merged token b"aa" has the larger id
+        "aaa bb": [(b"a", b"a"), (b"b", b"b"), (b"aa", b"a"), (b" ", b"bb")],
+    }
+    for text, expected in cases.items():
+        call = _describe(text, 1000, [])
+        _, merges = _unpack(solution.train_bpe(text, 1000, []), call)
+        _compare_merges(
+            merges, expected, call, mistakes(lambda m, t=text: m.train_bpe(t, 1000, [])[1])
+        )
+
+
+def test_counts_every_position_and_merges_left_to_right(solution, mistakes):
+    cases = {
+        # "aaaa" holds THREE (a,a) positions: (a,a) x3 beats ( ,b) x2 and (b,b) x2;
+        # then "aaaa" is [aa, aa] and (b,b) wins the tie against ( ,b)
+        "aaaa bb bb": [(b"a", b"a"), (b"b", b"b"), (b" ", b"bb"), (b"aa", b"aa")],
+        # merging (a,a) in "aaa" scans left to right: [aa, a], never [a, aa]
+        "aaa": [(b"a", b"a"), (b"aa", b"a")],
+    }
+    for text, expected in cases.items():
+        call = _describe(text, 1000, [])
+        _, merges = _unpack(solution.train_bpe(text, 1000, []), call)
+        _compare_merges(
+            merges, expected, call, mistakes(lambda m, t=text: m.train_bpe(t, 1000, [])[1])
+        )
+
+
+@pytest.mark.points(2)
+def test_special_tokens_never_merged(solution, reference, rng, mistakes):
+    specials = [EOT, "<|sep|>"]
+    docs = _documents(rng, 12_000)
+    # many short pieces between specials, so that a special token left in the text is frequent
+    pieces = [s.strip() for d in docs for s in regex.split(r"(?<=[.?!]) ", d) if s.strip()]
+    text = "".join(p + specials[i % 2] for i, p in enumerate(pieces))
+    vocab_size = 2 + 256 + 120
+    call = _describe(text, vocab_size, specials)
+    vocab, merges = _unpack(solution.train_bpe(text, vocab_size, specials), call)
+    assert_equal(
+        [vocab.get(0), vocab.get(1)],
+        [s.encode() for s in specials],
+        name=f"{call}: the special tokens' ids 0 and 1",
+        mistakes=mistakes(
+            lambda m: list(_first_ids(m.train_bpe(text, vocab_size, specials)[0], 2).values())
+        ),
+    )
+    # the synthetic text never contains '<', '|' or '>': those bytes can only come from a special
+    for i, (a, b) in enumerate(merges):
+        if any(c in a + b for c in b"<|>"):
+            _fail(
+                f"{call}: merge {i} is {(a, b)!r}: pieces of the special tokens were merged."
+                " Split the text on the special tokens first; they never take part in merges",
+                merges,
+                mistakes(lambda m: m.train_bpe(text, vocab_size, specials)[1]),
+            )
+    _check_against(
+        (vocab, merges),
+        reference.train_bpe(text, vocab_size, specials),
+        call,
+        specials,
+        mistakes,
+        lambda m: m.train_bpe(text, vocab_size, specials),
+    )
+
+
+@pytest.mark.points(2)
+def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes):
+    docs = _documents(rng, 8_000)
+    text = "\n".join(docs)  # no special tokens: the 256 bytes take ids 0..255
+    vocab_size = 256 + 80
+    call = _describe(text, vocab_size, [])
+    vocab, merges = _unpack(solution.train_bpe(text, vocab_size, []), call)
+    diagnose = mistakes(lambda m: m.train_bpe(text, vocab_size, [])[1])
+    words = _pretoken_words(text, [])
+    for i, pair in enumerate(merges):
+        pairs = _pair_counts(words)
+        if pair not in pairs:
+            _fail(
+                f"{call}: merge {i} {pair!r} is not two adjacent tokens inside any pre-token"
+                " at that point; merges never cross pre-token boundaries",
+                merges,
+                diagnose,
+            )
+        top = max(pairs, key=lambda p: (pairs[p], p))
+        if pairs[pair] != pairs[top]:
+            _fail(
+                f"{call}: merge {i} {pair!r} occurs {pairs[pair]} times at that point, but"
+                f" {top!r} occurs {pairs[top]} times (counted at every adjacent position,"
+                " weighted by the pre-token's count)",
+                merges,
+                diagnose,
+            )
+        words = _apply(words, pair)
+    check(
+        len(merges) == vocab_size - 256,
+        f"{call}: expected {vocab_size - 256} merges (vocab_size - 256), got {len(merges)}",
+    )
+    check(
+        set(vocab) == set(range(vocab_size)),
+        f"{call}: vocab must hold exactly the ids 0..{vocab_size - 1}; it has {len(vocab)} ids"
+        f" from {min(vocab, default=None)} to {max(vocab, default=None)}",
+    )
+    for i, (a, b) in enumerate(merges):
+        check(
+            vocab[256 + i] == a + b,
+            f"{call}: merge {i} {(a, b)!r} must create id {256 + i} with bytes {a + b!r};"
+            f" vocab[{256 + i}] is {vocab[256 + i]!r}",
+        )
+
+
+def test_no_room_for_merges(solution, mistakes):
+    text = "ab ab ab ba"
+    for specials in ([], [EOT], [EOT, "<pad>"]):
+        vocab_size = len(specials) + 256
+        call = _describe(text, vocab_size, specials)
+        vocab, merges = _unpack(solution.train_bpe(text, vocab_size, specials), call)
+        assert_equal(
+            merges,
+            [],
+            name=f"{call}: merges (vocab_size = len(special_tokens) + 256)",
+            mistakes=mistakes(lambda m, s=specials, v=vocab_size: m.train_bpe(text, v, s)[1]),
+        )
+        assert_equal(
+            vocab,
+            _initial_vocab(specials),
+            name=f"{call}: vocab",
+            mistakes=mistakes(lambda m, s=specials, v=vocab_size: m.train_bpe(text, v, s)[0]),
+        )
+
+
+def test_stops_when_no_pairs_remain(solution, mistakes):
+    cases = {
+        # pieces "ab" and " ab": (a,b) x2, then ( ,ab) x1 is merged too; then nothing is left
+        ("ab" + EOT + " ab", 1000, (EOT,)): [(b"a", b"b"), (b" ", b"ab")],
+        ("", 300, (EOT,)): [],
+        ("é", 1000, ()): [(b"\xc3", b"\xa9")],
+    }
+    for (text, vocab_size, specials), expected_merges in cases.items():
+        sp = list(specials)
+        call = _describe(text, vocab_size, sp)
+        vocab, merges = _unpack(solution.train_bpe(text, vocab_size, sp), call)
+        _compare_merges(
+            merges,
+            expected_merges,
+            call,
+            mistakes(lambda m, t=text, v=vocab_size, s=sp: m.train_bpe(t, v, s)[1]),
+        )
+        expected_vocab = _initial_vocab(sp)
+        for a, b in expected_merges:
+            expected_vocab[len(expected_vocab)] = a + b
+        assert_equal(
+            vocab,
+            expected_vocab,
+            name=f"{call}: vocab",
+            mistakes=mistakes(lambda m, t=text, v=vocab_size, s=sp: m.train_bpe(t, v, s)[0]),
+        )
+
+
+# --- parity with Hugging Face tokenizers ----------------------------------------------------
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte <-> printable character map, inverted: how ByteLevel spells each byte."""
+    bs = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    cs = list(bs)
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def _hf_merges(docs: list[str], n_merges: int) -> list[tuple[bytes, bytes]]:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    # use_regex=True: the GPT-2 pattern; no prefix space, as in train_bpe
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + n_merges, initial_alphabet=alphabet, show_progress=False
+    )
+    tok.train_from_iterator(docs, trainer)  # one document at a time: nothing merges across them
+    decode = _byte_decoder()
+    out = []
+    for m in json.loads(tok.to_str())["model"]["merges"]:
+        a, b = m if isinstance(m, list) else m.split(" ")
+        out.append((bytes(decode[c] for c in a), bytes(decode[c] for c in b)))
+    return out
+
+
+def _untied_prefix(docs: list[str], hf: list[tuple[bytes, bytes]]) -> int:
+    """How many of HF's merges come before the first step whose top count is tied."""
+    words = _pretoken_words(EOT.join(docs), [EOT])
+    for n, pair in enumerate(hf):
+        pairs = _pair_counts(words)
+        counts = sorted(pairs.values(), reverse=True)
+        if pairs.get(pair) != counts[0] or (len(counts) > 1 and counts[1] == counts[0]):
+            return n
+        words = _apply(words, pair)
+    return len(hf)
+
+
+def test_matches_hf_tokenizers_before_first_tie(solution, rng, mistakes):
+    # HF breaks ties its own way (by token id), so only its merges before the first tied top
+    # count are ground truth; of three samples keep the one with the longest such prefix
+    candidates = []
+    for i in range(3):
+        docs = _documents(rng.child("sample", i), 20_000)
+        hf = _hf_merges(docs, 60)
+        candidates.append((_untied_prefix(docs, hf), i, docs, hf))
+    n, _, docs, hf = max(candidates)
+    text, vocab_size = EOT.join(docs), 1 + 256 + n
+    call = _describe(text, vocab_size, [EOT])
+    _, merges = _unpack(solution.train_bpe(text, vocab_size, [EOT]), call)
+    _compare_merges(
+        merges,
+        hf[:n],
+        f"{call} vs Hugging Face tokenizers' BpeTrainer ({n} merges, none with a tied count)",
+        mistakes(lambda m: m.train_bpe(text, vocab_size, [EOT])[1]),
+        truth="BpeTrainer made",
+    )
