@@ -81,10 +81,10 @@ class GradeSession:
 
     def solution_for(self, exercise: Exercise) -> Any:
         if self.mode == "direct":
-            from grader.imports import import_from, import_reference
+            from grader.imports import import_from
 
             if self.solutions is None:
-                return import_reference(exercise.track, self.track_of(exercise).reference, exercise.name)
+                return self.reference_for(exercise)
             try:
                 return import_from("exercises", self.solutions, exercise.track, exercise.name)
             except SyntaxError as e:
@@ -151,8 +151,12 @@ class GradeSession:
     # --- judge side -------------------------------------------------------------------
 
     def reference_for(self, exercise: Exercise) -> Any:
-        from grader.imports import import_reference
+        from grader.imports import alias_tracks, import_reference
 
+        if self.mode == "isolated" or self.solutions is None:
+            # References import earlier work as `exercises.<track>.<name>`, like stubs do;
+            # in the judge that must mean the references (no student code lives here).
+            alias_tracks("exercises", {t.id: t.reference for t in self.catalog.tracks})
         return import_reference(exercise.track, self.track_of(exercise).reference, exercise.name)
 
     def mutants_for(self, exercise: Exercise) -> dict[str, tuple[str, Any]]:

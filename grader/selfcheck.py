@@ -39,10 +39,11 @@ def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: s
 
 
 def mutant_solutions(catalog: Catalog, exercise: Exercise, mutant: str, directory: Path) -> Path:
-    """A solutions directory: the track's references, with this exercise replaced by a mutant."""
-    track = catalog.track(exercise.track)
+    """A solutions directory: every track's references, with this exercise replaced by a mutant."""
+    for track in catalog.tracks:  # every track: an exercise may import earlier work from any
+        if track.reference.is_dir():
+            shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))
     target = directory / exercise.track
-    shutil.copytree(track.reference, target, ignore=shutil.ignore_patterns("__pycache__"))
     source = exercise.reference.read_text()
     (target / f"{exercise.name}.py").write_text(exercise.mutant(mutant).apply(source, str(exercise.reference)))
     return directory
