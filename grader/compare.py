@@ -240,3 +240,27 @@ def check(condition: bool, message: str) -> None:
     """Fail with `message` unless `condition`: for verdicts that are not comparisons."""
     if not condition:
         raise CheckFailure(message)
+
+
+def raises(call: Callable[[], Any], exception: type[Exception] = ValueError) -> bool:
+    """Whether `call()` raises `exception` (by type name across the process boundary).
+
+    Works in both modes: in isolated mode the student's exception arrives as a
+    SolutionError carrying its type name. A NotImplementedError propagates, so an untouched
+    stub still counts as not started.
+    """
+    from grader.errors import SolutionError
+
+    try:
+        call()
+    except SolutionError as e:
+        if e.not_implemented:
+            raise
+        return e.exc_type == exception.__name__
+    except NotImplementedError:
+        raise
+    except exception:
+        return True
+    except Exception:
+        return False
+    return False

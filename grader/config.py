@@ -38,7 +38,6 @@ class GradeConfig:
     fail_under: float | None = None
     reports: list[str] = field(default_factory=list)
     seed: int = 0
-    hidden: bool = False
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -64,11 +63,8 @@ def find_config_file(start: Path) -> Path | None:
             return g
         p = d / "pyproject.toml"
         if p.is_file():
-            try:
-                if "grade" in read_toml(p).get("tool", {}):
-                    return p
-            except ConfigError:
-                raise
+            if "grade" in read_toml(p).get("tool", {}):
+                return p
     return None
 
 
