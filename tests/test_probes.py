@@ -1,0 +1,124 @@
+"""The trusted probes, called in place (direct mode) with small namespaces made here."""
+
+from __future__ import annotations
+
+import io
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from grader import probes
+
+SPEC = {
+    "tokens": torch.randint(0, 11, (120,), generator=torch.Generator().manual_seed(0)),
+    "vocab": 11, "dim": 6, "hidden": 10, "dropout": 0.3, "seq_len": 5, "batch": 3,
+    "lr": 0.05, "betas": (0.9, 0.99), "weight_decay": 0.1, "start_factor": 0.25, "warmup_steps": 6, "seed": 7,
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _checkpointer(restore: bool = True) -> tuple[SimpleNamespace, list[tuple[str, str]]]:
+    """save_checkpoint/load_checkpoint that keep everything (or, restore=False, restore nothing)."""
+    calls: list[tuple[str, str]] = []
+
+    def save_checkpoint(path: str, model: Any, optimizer: Any, scheduler: Any, generator: Any, step: int) -> None:
+        calls.append(("save", path))
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                    "rng": torch.get_rng_state(), "step": step}, path)
+
+    def load_checkpoint(path: str, model: Any, optimizer: Any, scheduler: Any, generator: Any) -> int:
+        calls.append(("load", path))
+        saved = torch.load(path, weights_only=True)
+        if restore:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            generator.set_state(saved["generator"])
+            torch.set_rng_state(saved["rng"])
+        return saved["step"]
+
+    return SimpleNamespace(save_checkpoint=save_checkpoint, load_checkpoint=load_checkpoint), calls
+
+
+def test_checkpoint_run_resumes_bitwise_with_a_complete_checkpoint():
+    straight = probes.checkpoint_run(None, SPEC, 6)  # no save points: nothing of the namespace is called
+    namespace, calls = _checkpointer()
+    resumed = probes.checkpoint_run(namespace, SPEC, 6, [2, 4])
+    assert [r["step"] for r in resumed["trace"]] == [r["step"] for r in straight["trace"]] == list(range(6))
+    assert _same([r["loss"] for r in resumed["trace"]], [r["loss"] for r in straight["trace"]])
+    assert _same(resumed["final"], straight["final"])
+    assert [(s["at"], s["returned"], s["files"], s["weights_only_error"]) for s in resumed["saves"]] == [
+        (2, 2, ["checkpoint.pt"], None), (4, 4, ["checkpoint.pt"], None)]
+    for save in resumed["saves"]:
+        assert _same(save["loaded"], save["saved"])
+        assert _same(save["saved"], {k: v for k, v in straight["trace"][save["at"]].items() if k in save["saved"]})
+    # load_checkpoint gets a copy under another name; the file save_checkpoint wrote is gone by then.
+    (_, saved_to), (_, loaded_from) = calls[:2]
+    assert os.path.basename(saved_to) == "checkpoint.pt" and loaded_from != saved_to
+    assert not os.path.exists(saved_to) and not os.path.exists(loaded_from)
+
+
+def test_checkpoint_run_builds_fresh_objects_from_other_seeds():
+    # A load that restores nothing leaves the fresh objects as built: they must differ from the
+    # saved ones in every seeded part, or a checkpoint missing that part would go unnoticed.
+    namespace, _ = _checkpointer(restore=False)
+    run = probes.checkpoint_run(namespace, SPEC, 6, [3])
+    save = run["saves"][0]
+    assert _same(save["loaded"], save["fresh"])
+    for part in ("params", "optimizer", "scheduler", "generator", "rng"):
+        assert not _same(save["fresh"][part], save["saved"][part]), part
+    straight = probes.checkpoint_run(None, SPEC, 6)
+    assert not _same(run["final"]["params"], straight["final"]["params"])
+
+
+def test_checkpoint_run_leaves_the_global_rng_alone_and_checks_save_points():
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    probes.checkpoint_run(_checkpointer()[0], SPEC, 4, [2])
+    assert torch.equal(torch.get_rng_state(), before)
+    for bad in ([3, 1], [5], [-1]):
+        with pytest.raises(ValueError, match="save_at"):
+            probes.checkpoint_run(_checkpointer()[0], SPEC, 4, bad)
+
+
+def test_checkpoint_run_stops_when_load_returns_no_step():
+    namespace, _ = _checkpointer()
+    namespace.load_checkpoint = lambda *args: None
+    run = probes.checkpoint_run(namespace, SPEC, 6, [2])
+    assert [r["step"] for r in run["trace"]] == [0, 1]
+    assert (run["saves"][0]["returned"], run["saves"][0]["returned_type"]) == (None, "NoneType")
+
+
+def test_checkpoint_run_sees_a_checkpoint_kept_in_memory():
+    # A solution that keeps the state in a variable and writes a token file resumes in its own
+    # process, but the file could not resume anything: the probe names the parameters it lacks.
+    namespace, _ = _checkpointer()
+    kept: dict[str, Any] = {}
+    save, load = namespace.save_checkpoint, namespace.load_checkpoint
+
+    def save_in_memory(path: str, *objects: Any) -> None:
+        kept["buffer"] = io.BytesIO()
+        save(kept["buffer"], *objects)
+        torch.save({"step": objects[-1]}, path)
+
+    def load_from_memory(path: str, *objects: Any) -> int:
+        kept["buffer"].seek(0)
+        return load(kept["buffer"], *objects)
+
+    namespace.save_checkpoint, namespace.load_checkpoint = save_in_memory, load_from_memory
+    run = probes.checkpoint_run(namespace, SPEC, 6, [3])
+    assert run["saves"][0]["missing_from_file"] == ["0.weight", "2.weight", "2.bias", "5.weight", "5.bias"]
+    assert probes.checkpoint_run(_checkpointer()[0], SPEC, 6, [3])["saves"][0]["missing_from_file"] == []
