@@ -168,15 +168,18 @@ def hint_command(exercise: str) -> None:
 @cli.command("check")
 @click.argument("targets", nargs=-1)
 @click.option("--isolated", is_flag=True, help="Run the checks through solution processes, as students are graded.")
-def check_command(targets: tuple[str, ...], isolated: bool) -> None:
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Check this many exercises at a time, each in its own worker process.")
+def check_command(targets: tuple[str, ...], isolated: bool, jobs: int) -> None:
     """For instructors: the reference scores full marks, the stub zero, every mistake is caught."""
-    from grader.selfcheck import check_exercise
+    from grader.selfcheck import check_exercises
 
     _, plugins = _context()
     catalog = plugins.catalog()
     failed = 0
-    for exercise, _ in catalog.select(list(targets)):
-        verdict = check_exercise(catalog, exercise, "isolated" if isolated else "direct")
+    exercises = [exercise for exercise, _ in catalog.select(list(targets))]
+    mode = "isolated" if isolated else "direct"
+    for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd())):
         mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
         click.echo(f"{mark}  {exercise.id}")
         for line in verdict.lines:

@@ -8,8 +8,11 @@ curriculum's minimums (3 checks, 3 mutants, 2 hints).
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,3 +99,51 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
     if len(exercise.hints) < MIN_HINTS:
         problems.append(f"has {len(exercise.hints)} hints; every exercise needs at least {MIN_HINTS}")
     return verdict
+
+
+def check_exercises(
+    catalog: Catalog, exercises: Sequence[Exercise], mode: str = "direct", jobs: int = 1, start: Path | None = None
+) -> Iterator[ExerciseVerdict]:
+    """`check_exercise` for each exercise, verdicts yielded in the given order.
+
+    With jobs > 1 the exercises are checked in `jobs` fresh worker processes, each taking the
+    next exercise as soon as it is free (their costs differ by 10x). A worker rebuilds the
+    catalog from the configuration found from `start` (default: the current directory), as
+    `grade` itself would; spawned, not forked, so no torch thread pool or pytest state of
+    this process is inherited.
+    """
+    if jobs <= 1 or len(exercises) <= 1:
+        for exercise in exercises:
+            yield check_exercise(catalog, exercise, mode)
+        return
+    context = multiprocessing.get_context("spawn")
+    start_dir = str((start or Path.cwd()).resolve())
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(exercises)), mp_context=context,
+                               initializer=_worker_init, initargs=(start_dir,))
+    try:
+        futures = [pool.submit(_worker_check, exercise.id, mode) for exercise in exercises]
+        for exercise, future in zip(exercises, futures):
+            try:
+                verdict = future.result()
+            except Exception as e:  # a worker that died takes its exercise with it, never the run
+                verdict = ExerciseVerdict(exercise.id)
+                verdict.problems.append(f"the worker process checking it stopped: {type(e).__name__}: {e}")
+            yield verdict
+    finally:  # also when the caller stops early: what has not started never will
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER_CATALOG: Catalog | None = None
+
+
+def _worker_init(start: str) -> None:
+    global _WORKER_CATALOG
+    from grader.config import load_config
+    from grader.plugins import GradePlugins
+
+    _WORKER_CATALOG = GradePlugins(load_config(Path(start))).catalog()
+
+
+def _worker_check(exercise_id: str, mode: str) -> ExerciseVerdict:
+    assert _WORKER_CATALOG is not None
+    return check_exercise(_WORKER_CATALOG, _WORKER_CATALOG.exercise(exercise_id), mode)

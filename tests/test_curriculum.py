@@ -4,19 +4,44 @@ fails at least one check (at least one of them diagnosed by name)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from helpers import ROOT, exercise_scores, load_results, run_grade
 
 from grader.config import load_config
 from grader.plugins import GradePlugins
-from grader.selfcheck import check_exercise
+from grader.selfcheck import check_exercises
 
 CATALOG = GradePlugins(load_config(ROOT)).catalog()
+# Self-checks dominate the suite's time: run them on every core, in worker processes
+# (`grade check -j`), while each exercise keeps a test of its own.
+JOBS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="module")
+def verdicts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    # Only the exercises this session selected (-k), in the order their tests run.
+    wanted = [item.callspec.params["exercise_id"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_exercise_is_sound"]
+    pending = check_exercises(CATALOG, [CATALOG.exercise(e) for e in wanted], mode="direct", jobs=JOBS, start=ROOT)
+    done: dict[str, Any] = {}
+
+    def get(exercise_id: str) -> Any:
+        while exercise_id not in done:
+            verdict = next(pending)
+            done[verdict.exercise] = verdict
+        return done[exercise_id]
+
+    yield {"get": get}
+    pending.close()  # a partial run (-k, -x) stops the workers instead of finishing every check
 
 
 @pytest.mark.parametrize("exercise_id", [e.id for e in CATALOG.exercises])
-def test_exercise_is_sound(exercise_id: str):
-    verdict = check_exercise(CATALOG, CATALOG.exercise(exercise_id), mode="direct")
+def test_exercise_is_sound(exercise_id: str, verdicts: dict[str, Any]):
+    verdict = verdicts["get"](exercise_id)
     assert verdict.ok, "\n".join(verdict.lines + ["problems:"] + verdict.problems)
 
 

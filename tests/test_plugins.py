@@ -271,3 +271,14 @@ def test_every_hook_is_documented(hook: str):
     docs = (ROOT / "docs" / "plugins.md").read_text()
     assert re.search(rf"^## {hook}$", docs, re.M), f"docs/plugins.md has no '## {hook}' section"
     assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring in grader/hookspecs.py"
+
+
+def test_grade_check_in_worker_processes_sees_the_projects_plugins(project: Path):
+    # `grade check -j 2` rebuilds the catalog in each worker from the project's configuration:
+    # the plugin's track is checked there too, and its verdict comes back in course order.
+    result = grade_in(project, "check", "-j", "2", "extra", "foundations.softmax")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
+    assert lines == ["ok  foundations.softmax", "FAIL  extra.double"], result.stdout
+    assert "has 2 checks; every exercise needs at least 3" in result.stdout
+    assert "mutant triple: caught by doubles, doubles_ints (diagnosed by name)" in result.stdout

