@@ -44,17 +44,16 @@ MARGIN = 0.15  # nats per token; the reference ends about 0.09 above H
 REPLAY_TOL = {"atol": 1e-4, "rtol": 0.0}
 
 
-@functools.cache
-def _model_class() -> Any:
+def new_model() -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return lambda: GPT2LMHeadModel(GPT2Config(**CONFIG))
+    return GPT2LMHeadModel(GPT2Config(**CONFIG))
 
 
 @functools.cache
 def init_state(seed: int) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    return {k: v.clone() for k, v in _model_class()().state_dict().items()}
+    return {k: v.clone() for k, v in new_model().state_dict().items()}
 
 
 SPARE = 20  # batches past the longest run, never trained on: for judging the returned weights
@@ -72,7 +71,7 @@ def load(state: Any, what: str) -> torch.nn.Module:
     """The judge's own GPT2LMHeadModel with the returned weights, or a failed check saying why."""
     check(isinstance(state, dict), f"{what}: the first thing returned is a {type(state).__name__}, expected the "
                                    "model's state dict {name: tensor}")
-    model = _model_class()()
+    model = new_model()
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -152,10 +151,10 @@ def _check_replay(solution: Any, reference: Any, mistakes: Any | None, steps: in
 def test_first_update_has_zero_learning_rate(solution, reference):
     # With a warm-up, step 0's lr is 0: one step must leave every weight exactly where it was.
     what = "train() on 1 batch with warmup_steps=20 (step 0's lr is 0)"
-    state, losses = _returned(run(solution, 1, seed=1), 1, what)
+    state, _ = _returned(run(solution, 1, seed=1), 1, what)
+    load(state, what)  # a state dict of the right keys and shapes, or a failed check saying why
     init = init_state(1)
-    moved = [k for k in init if isinstance(state, dict) and k in state and not torch.equal(state[k].float(), init[k])]
-    load(state, what)
+    moved = [k for k in init if not torch.equal(state[k].float(), init[k])]
     check(not moved, f"{what}: the update moved {moved[:3]}{' ...' if len(moved) > 3 else ''}; the first update "
                      "must use lr = max_lr * 0 / warmup_steps = 0. Step the scheduler AFTER optimizer.step(), and "
                      "start the warm-up from 0")
