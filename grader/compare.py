@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -221,7 +221,7 @@ def _equal_problem(actual: Any, expected: Any) -> str | None:
     return None
 
 
-def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rtol: float, check_dtype: bool) -> None:
+def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rtol: float, check_dtype: bool) -> NoReturn:
     if mistakes is not None:
         for mutant, misconception, output in mistakes.outputs():
             try:
@@ -234,6 +234,15 @@ def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rto
             if same:
                 raise CheckFailure(f"{message}\nThis is exactly what a known mistake gives: {misconception}", mistake=mutant)
     raise CheckFailure(message)
+
+
+def fail(message: str, actual: Any = None, mistakes: Mistakes | None = None) -> NoReturn:
+    """Fail with `message`, for verdicts that are not one comparison (rates, properties).
+
+    Like assert_equal, names the known mistake whose output for the same call equals
+    `actual` exactly, if there is one.
+    """
+    _fail(message, actual, mistakes, 0.0, 0.0, True)
 
 
 def check(condition: bool, message: str) -> None:

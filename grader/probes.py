@@ -13,6 +13,7 @@ ones (direct mode) it runs in place. Probes are the only check code that runs th
 from __future__ import annotations
 
 import functools
+import importlib
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,8 @@ def run_program(namespace: Any, program: list[Any], outputs: list[Any]) -> list[
         ["op", "add"|"sub"|"mul"|"truediv"|"pow"|"neg"|"radd"|"rsub"|"rmul"|"rtruediv", [args]]
         ["method", reg, "name", [args]]        registers[reg].name(*args)
         ["getattr", reg, "name"]
+        ["import", "module"]                   the module, e.g. "torch" (to build optimizers,
+                                               models or read RNG state in that process)
 
     An argument is ["reg", i] for a register or ["val", v] for a literal. `outputs` lists
     what to return: a register index, or [index, "attr"] for an attribute of a register.
@@ -137,6 +140,8 @@ def run_program(namespace: Any, program: list[Any], outputs: list[Any]) -> list[
             regs.append(getattr(regs[ins[1]], ins[2])(*[arg(a) for a in ins[3]]))
         elif kind == "getattr":
             regs.append(getattr(regs[ins[1]], ins[2]))
+        elif kind == "import":
+            regs.append(importlib.import_module(ins[1]))
         else:
             raise ValueError(f"unknown instruction {kind!r}")
     out = []

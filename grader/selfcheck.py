@@ -138,6 +138,9 @@ _WORKER_CATALOG: Catalog | None = None
 
 def _worker_init(start: str) -> None:
     global _WORKER_CATALOG
+    # Some libraries act differently in a multiprocessing child (transformers' collator refuses
+    # its seed outside a process named "MainProcess"): a worker checks as `grade` itself would.
+    multiprocessing.current_process().name = "MainProcess"
     from grader.config import load_config
     from grader.plugins import GradePlugins
 

@@ -122,3 +122,11 @@ def test_checkpoint_run_sees_a_checkpoint_kept_in_memory():
     run = probes.checkpoint_run(namespace, SPEC, 6, [3])
     assert run["saves"][0]["missing_from_file"] == ["0.weight", "2.weight", "2.bias", "5.weight", "5.bias"]
     assert probes.checkpoint_run(_checkpointer()[0], SPEC, 6, [3])["saves"][0]["missing_from_file"] == []
+
+
+def test_run_program_imports_a_module_into_a_register():
+    # A check builds library objects in the solution's process: ["import", "torch"] is that
+    # process's own torch module.
+    program = [["import", "torch"], ["method", 0, "zeros", [["val", 3]]], ["getattr", 0, "__name__"]]
+    zeros, name = probes.run_program(SimpleNamespace(), program, [1, 2])
+    assert name == "torch" and torch.equal(zeros, torch.zeros(3))

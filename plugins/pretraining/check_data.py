@@ -269,19 +269,6 @@ def test_load_tokens_memmap_and_get_batch(solution, rng, mistakes):
                                            tuple(m.get_batch(d, b, c, s))))
 
 
-def _torch_register(program: list[Any]) -> int:
-    """Appends instructions that put the torch module of the running process in a register.
-
-    A tensor's class is torch.Tensor, whose `__reduce_ex__` is a plain function of
-    torch/_tensor.py, whose module globals hold `torch`.
-    """
-    program += [["const", torch.zeros(1)], ["getattr", len(program), "__class__"]]
-    program += [["getattr", len(program) - 1, "__reduce_ex__"]]
-    program += [["getattr", len(program) - 1, "__globals__"]]
-    program += [["method", len(program) - 1, "get", [["val", "torch"]]]]
-    return len(program) - 1
-
-
 def test_get_batch_edge_cases(solution, rng, mistakes):
     # One token more than the context: the only start is 0, every row is the whole data.
     data = permutation_data(rng, 17)
@@ -297,8 +284,8 @@ def test_get_batch_edge_cases(solution, rng, mistakes):
               f"ValueError: a window needs context_length + 1 = {context_length + 1} tokens")
     # The draw uses its own generator: torch's global random state is neither reseeded nor advanced.
     data = permutation_data(rng, 200)
-    program: list[Any] = []
-    torch_reg = _torch_register(program)
+    program: list[Any] = [["import", "torch"]]
+    torch_reg = 0
     program.append(["method", torch_reg, "get_rng_state", []])
     before = len(program) - 1
     program.append(["call", "get_batch", [["val", data], ["val", 8], ["val", 10], ["val", 1234]]])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from grader import probes
-from grader.compare import CheckFailure, assert_close, assert_equal, check
+from grader.compare import assert_close, assert_equal, check, fail
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 FIRST_WORD = 5  # ids below are special tokens
@@ -74,15 +73,7 @@ def hf_collate(rows: list[dict[str, list[int]]], p: float, seed: int, padding_si
     tok.padding_side = padding_side
     padded = tok.pad(rows, return_tensors="pt")
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=p, seed=seed, return_tensors="pt")
-    # With a seed the collator draws from torch.Generator().manual_seed(seed) only in a process
-    # named "MainProcess"; elsewhere it expects a DataLoader worker and refuses. The judge may run
-    # in a worker of `grade check -j`, so it calls the collator under the main process's name.
-    process = multiprocessing.current_process()
-    name, process.name = process.name, "MainProcess"
-    try:
-        out = collator(rows)
-    finally:
-        process.name = name
+    out = collator(rows)
     return {"input_ids": padded["input_ids"], "special_tokens_mask": padded["special_tokens_mask"].bool(),
             "attention_mask": padded["attention_mask"], "masked": out["input_ids"], "labels": out["labels"]}
 
@@ -138,21 +129,6 @@ def first_difference(got: Any, ids: torch.Tensor, masked: torch.Tensor, labels: 
             f"  expected labels[b]           = {labels[b].tolist()}\n"
             f"  got      labels[b]           = {got[1][b].tolist()}\n"
             "  over the whole batch")
-
-
-def same_output(a: Any, b: Any) -> bool:
-    """Whether two (masked_input_ids, labels) results are identical."""
-    return (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b) == 2
-            and all(isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
-                    and torch.equal(x, y) for x, y in zip(a, b)))
-
-
-def fail(message: str, got: Any, known: Any) -> None:
-    """Fail with `message`, naming the known mistake whose output for the same call is identical to `got`."""
-    for name, misconception, out in known.outputs():
-        if same_output(got, out):
-            raise CheckFailure(f"{message}\nThis is exactly what a known mistake gives: {misconception}", mistake=name)
-    raise CheckFailure(message)
 
 
 def assert_rates(what: str, rates: list[tuple[str, int, int, float]], got: Any, known: Any) -> None:

@@ -8,8 +8,8 @@ mean loss over all its examples.
 
 Optimizers, schedulers and models are objects, not data: the student's `make_scheduler` and
 `accumulated_step` get ones built in the student's own process by a `probes.run_program`
-program. Such a program can only reach the student's module, so it first fetches the torch
-module from a tensor's class (see `_Program`); the student's file needs nothing extra for it.
+program, which imports torch in that process (see `_Program`); the student's file needs
+nothing extra for it.
 """
 
 from __future__ import annotations
@@ -32,19 +32,12 @@ ACC_TOL = {"atol": 1e-10, "rtol": 1e-9}
 class _Program:
     """A `probes.run_program` program; `add` returns the register an instruction fills.
 
-    Registers 0-4 put the torch module of the process that runs the program in register
-    `torch`: a tensor's class is torch.Tensor, whose `__reduce_ex__` is a plain function of
-    torch/_tensor.py, whose module globals hold `torch` (not `backward`: an exercise that
-    forbids autograd replaces that one with a guard).
+    Register `torch` holds the torch module of the process that runs the program.
     """
 
     def __init__(self) -> None:
         self.ins: list[list[Any]] = []
-        t = self.add("const", torch.zeros(1))
-        cls = self.add("getattr", t, "__class__")
-        fn = self.add("getattr", cls, "__reduce_ex__")
-        globals_ = self.add("getattr", fn, "__globals__")
-        self.torch = self.add("method", globals_, "get", [["val", "torch"]])
+        self.torch = self.add("import", "torch")
 
     def add(self, *instruction: Any) -> int:
         self.ins.append(list(instruction))

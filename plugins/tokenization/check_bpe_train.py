@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import regex
 
-from grader.compare import CheckFailure, Mistakes, assert_equal, check
+from grader.compare import Mistakes, assert_equal, check, fail
 from grader.synthlang import SyntheticLanguage
 
 EOT = "<|endoftext|>"
@@ -122,18 +122,6 @@ def _unpack(got: Any, call: str) -> tuple[dict[Any, Any], list[Any]]:
     return vocab, [tuple(m) for m in merges]
 
 
-def _fail(message: str, actual: Any, mistakes: Mistakes | None) -> None:
-    """Raise CheckFailure, naming the known mistake whose output equals `actual` if there is one."""
-    if mistakes is not None:
-        for name, misconception, output in mistakes.outputs():
-            if output == actual:
-                raise CheckFailure(
-                    f"{message}\nThis is exactly what a known mistake gives: {misconception}",
-                    mistake=name,
-                )
-    raise CheckFailure(message)
-
-
 def _compare_merges(
     got: list[tuple[bytes, bytes]],
     expected: list[tuple[bytes, bytes]],
@@ -150,7 +138,7 @@ def _compare_merges(
         detail = f"merge {i} is {got[i]!r}, {truth} {expected[i]!r}"
     else:
         detail = f"got {len(got)} merges, {truth} {len(expected)}"
-    _fail(f"{call}: merges differ (the first {i} agree): {detail}", got, mistakes)
+    fail(f"{call}: merges differ (the first {i} agree): {detail}", got, mistakes)
 
 
 def _check_against(
@@ -257,7 +245,7 @@ def test_special_tokens_never_merged(solution, reference, rng, mistakes):
     # the synthetic text never contains '<', '|' or '>': those bytes can only come from a special
     for i, (a, b) in enumerate(merges):
         if any(c in a + b for c in b"<|>"):
-            _fail(
+            fail(
                 f"{call}: merge {i} is {(a, b)!r}: pieces of the special tokens were merged."
                 " Split the text on the special tokens first; they never take part in merges",
                 merges,
@@ -285,7 +273,7 @@ def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes
     for i, pair in enumerate(merges):
         pairs = _pair_counts(words)
         if pair not in pairs:
-            _fail(
+            fail(
                 f"{call}: merge {i} {pair!r} is not two adjacent tokens inside any pre-token"
                 " at that point; merges never cross pre-token boundaries",
                 merges,
@@ -293,7 +281,7 @@ def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes
             )
         top = max(pairs, key=lambda p: (pairs[p], p))
         if pairs[pair] != pairs[top]:
-            _fail(
+            fail(
                 f"{call}: merge {i} {pair!r} occurs {pairs[pair]} times at that point, but"
                 f" {top!r} occurs {pairs[top]} times (counted at every adjacent position,"
                 " weighted by the pre-token's count)",
