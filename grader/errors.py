@@ -58,9 +58,3 @@ class SolutionImportError(SolutionFailure):
         self.message = message
         self.traceback = traceback
         super().__init__(message)
-
-
-class WireError(Exception):
-    """A frame on the wire was malformed or broke a limit (size, depth, dtype)."""
-
-

@@ -1,382 +1,45 @@
-"""Probes: trusted helpers that run next to the student's objects, in the solution process.
+"""Probes, as checks call them: trusted helpers that run next to the student's objects.
 
-A check calls a probe like a function. Given remote arguments (`solution.f`, a remote
-object) the probe runs in the solution process and only data comes back; given local
-ones (direct mode) it runs in place. Probes are the only check code that runs there.
+Given remote arguments (`solution.f`, a remote object) a probe runs in the solution process
+and only data comes back; given local ones (direct mode) it runs in place. The bodies live
+in `grader.sandbox.probes`, the only check code that runs in the sandbox; their docstrings
+say what each returns.
 
     probes.grad(solution.layer_norm, [x, w, b], grad_output)
     probes.run_program(solution, program, outputs)
     probes.optimizer_trajectory(solution.AdamW, params, grads, {"lr": 1e-3})
+    probes.call_inplace(solution.xavier_uniform_, [w])
+    probes.with_parameters(solution.clip_grad_norm_, values, grads, [1.0])
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import operator
 from collections.abc import Callable
 from typing import Any
 
-PROBES: dict[str, Callable[..., Any]] = {}
+from grader.sandbox import probes as _bodies
 
 
-def probe(fn: Callable[..., Any]) -> Callable[..., Any]:
-    PROBES[fn.__name__] = fn
-
-    @functools.wraps(fn)
+def _dispatcher(body: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(body)
     def dispatch(*args: Any, **kwargs: Any) -> Any:
-        from grader.remote import RemoteFunction, RemoteObject, SolutionModule
-        from grader.solution_process import ModuleRef
+        from grader.remote import call_probe, handle_of
 
-        handle = None
-        for a in (*args, *kwargs.values()):
-            if isinstance(a, (RemoteObject, RemoteFunction, SolutionModule)):
-                handle = a._grade_handle if isinstance(a, RemoteObject) else a._handle
-                break
+        handle = next((h for h in map(handle_of, (*args, *kwargs.values())) if h is not None), None)
         if handle is None:
-            return fn(*args, **kwargs)
-
-        def ref(a: Any) -> Any:
-            if isinstance(a, SolutionModule):
-                return ModuleRef()
-            if isinstance(a, RemoteFunction):
-                return handle.request({"op": "getattr", "target": ModuleRef(), "name": a._name}, a._name)
-            return a
-
-        return handle.request(
-            {
-                "op": "probe",
-                "name": fn.__name__,
-                "args": tuple(ref(a) for a in args),
-                "kwargs": {k: ref(v) for k, v in kwargs.items()},
-            },
-            f"{fn.__name__}(...)",
-        )
+            return body(*args, **kwargs)
+        return call_probe(handle, body.__name__, args, kwargs)
 
     return dispatch
 
 
-@probe
-def grad(fn: Any, inputs: list[Any], grad_output: Any = None) -> dict[str, Any]:
-    """Run `fn(*inputs)` with gradients on every floating-point tensor input, then backward.
+grad = _dispatcher(_bodies.grad)
+run_program = _dispatcher(_bodies.run_program)
+optimizer_trajectory = _dispatcher(_bodies.optimizer_trajectory)
+call_inplace = _dispatcher(_bodies.call_inplace)
+with_parameters = _dispatcher(_bodies.with_parameters)
+checkpoint_run = _dispatcher(_bodies.checkpoint_run)
 
-    Backpropagates `grad_output` (or the sum of the output when None). Returns the output,
-    the inputs' gradients (None for inputs that got none) and, when `fn` is a module,
-    each named parameter's gradient.
-    """
-    import torch
-
-    leaves = []
-    for x in inputs:
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
-            x = x.detach().clone().requires_grad_(True)
-        leaves.append(x)
-    out = fn(*leaves)
-    if not isinstance(out, torch.Tensor):
-        raise TypeError(f"expected the function to return a tensor, got {type(out).__name__}")
-    if grad_output is None:
-        out.sum().backward()
-    else:
-        out.backward(grad_output)
-    params = {}
-    if isinstance(fn, torch.nn.Module):
-        params = {n: (p.grad.detach().clone() if p.grad is not None else None) for n, p in fn.named_parameters()}
-    return {
-        "output": out.detach(),
-        "input_grads": [x.grad if isinstance(x, torch.Tensor) and x.requires_grad else None for x in leaves],
-        "param_grads": params,
-    }
-
-
-_OPS: dict[str, Callable[..., Any]] = {
-    "add": operator.add,
-    "sub": operator.sub,
-    "mul": operator.mul,
-    "truediv": operator.truediv,
-    "pow": operator.pow,
-    "neg": operator.neg,
-    "radd": lambda a, b: b + a,
-    "rsub": lambda a, b: b - a,
-    "rmul": lambda a, b: b * a,
-    "rtruediv": lambda a, b: b / a,
-}
-
-
-@probe
-def run_program(namespace: Any, program: list[Any], outputs: list[Any]) -> list[Any]:
-    """Run a straight-line program against `namespace` (the student's module) in one go.
-
-    Saves a round trip per operation when a check builds a large object graph (an
-    expression of `Value`s). Each instruction appends one register:
-
-        ["const", value]
-        ["call", "Name", [args], {kwargs}]      namespace.Name(*args, **kwargs)
-        ["op", "add"|"sub"|"mul"|"truediv"|"pow"|"neg"|"radd"|"rsub"|"rmul"|"rtruediv", [args]]
-        ["method", reg, "name", [args]]        registers[reg].name(*args)
-        ["getattr", reg, "name"]
-        ["import", "module"]                   the module, e.g. "torch" (to build optimizers,
-                                               models or read RNG state in that process)
-
-    An argument is ["reg", i] for a register or ["val", v] for a literal. `outputs` lists
-    what to return: a register index, or [index, "attr"] for an attribute of a register.
-    """
-    regs: list[Any] = []
-
-    def arg(a: Any) -> Any:
-        kind, v = a
-        return regs[v] if kind == "reg" else v
-
-    for ins in program:
-        kind = ins[0]
-        if kind == "const":
-            regs.append(ins[1])
-        elif kind == "call":
-            kwargs = {k: arg(v) for k, v in (ins[3] if len(ins) > 3 else {}).items()}
-            regs.append(getattr(namespace, ins[1])(*[arg(a) for a in ins[2]], **kwargs))
-        elif kind == "op":
-            regs.append(_OPS[ins[1]](*[arg(a) for a in ins[2]]))
-        elif kind == "method":
-            regs.append(getattr(regs[ins[1]], ins[2])(*[arg(a) for a in ins[3]]))
-        elif kind == "getattr":
-            regs.append(getattr(regs[ins[1]], ins[2]))
-        elif kind == "import":
-            regs.append(importlib.import_module(ins[1]))
-        else:
-            raise ValueError(f"unknown instruction {kind!r}")
-    out = []
-    for o in outputs:
-        out.append(getattr(regs[o[0]], o[1]) if isinstance(o, (list, tuple)) else regs[o])
-    return out
-
-
-@probe
-def optimizer_trajectory(
-    optimizer_cls: Any, params: list[Any], grads: list[list[Any]], kwargs: dict[str, Any]
-) -> list[list[Any]]:
-    """Step `optimizer_cls(parameters, **kwargs)` once per entry of `grads`.
-
-    `params` are the initial values; before step t each parameter's `.grad` is set to
-    `grads[t][i]` (None leaves it unset). Returns the parameters' values after every step.
-    """
-    import torch
-
-    parameters = [torch.nn.Parameter(p.detach().clone()) for p in params]
-    optimizer = optimizer_cls(parameters, **kwargs)
-    trajectory = []
-    for step_grads in grads:
-        optimizer.zero_grad(set_to_none=True)
-        for p, g in zip(parameters, step_grads):
-            p.grad = None if g is None else g.detach().clone()
-        optimizer.step()
-        trajectory.append([p.detach().clone() for p in parameters])
-    return trajectory
-
-
-@probe
-def call_inplace(fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call `fn(*args, **kwargs)` and return its result and the arguments afterwards.
-
-    For functions that work in place (`xavier_uniform_(w)`): the judge sees copies, so it
-    needs the arguments as the function left them.
-    """
-    result = fn(*args, **(kwargs or {}))
-    return {"result": result, "args": list(args)}
-
-
-@probe
-def with_parameters(
-    fn: Any, values: list[Any], grads: list[Any], args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Call `fn(parameters, *args, **kwargs)` on fresh `nn.Parameter`s with `.grad` set.
-
-    Returns the result and the parameters' values and gradients afterwards: for
-    `clip_grad_norm_`-style functions that change gradients in place.
-    """
-    import torch
-
-    parameters = []
-    for v, g in zip(values, grads):
-        p = torch.nn.Parameter(v.detach().clone())
-        p.grad = None if g is None else g.detach().clone()
-        parameters.append(p)
-    result = fn(parameters, *(args or []), **(kwargs or {}))
-    return {
-        "result": result,
-        "values": [p.detach().clone() for p in parameters],
-        "grads": [None if p.grad is None else p.grad.detach().clone() for p in parameters],
-    }
-
-
-@probe
-def checkpoint_run(
-    namespace: Any, spec: dict[str, Any], total_steps: int, save_at: list[int] | None = None
-) -> dict[str, Any]:
-    """Train a small dropout model for `total_steps` steps, saving and resuming on the way.
-
-    With `save_at` empty nothing of `namespace` is called: the uninterrupted run. The model
-    is a next-token net, Embedding(vocab, dim) - Dropout - Linear(dim, hidden) - GELU -
-    Dropout - Linear(hidden, vocab), in train mode, with AdamW(lr, betas, weight_decay) and
-    LinearLR(start_factor, end_factor=1, total_iters=warmup_steps). Step t: draw `batch`
-    window starts with torch.randint(0, len(tokens) - seq_len, (batch,), generator=g)
-    (g: a torch.Generator), x = the windows, y = x shifted by one token; loss =
-    F.cross_entropy; zero_grad, backward, optimizer.step(), scheduler.step(). Dropout draws
-    its masks from the global torch RNG, so a bitwise resume must restore it too.
-
-    `spec`: tokens (1-D int64 tensor), vocab, dim, hidden, dropout, seq_len, batch, lr,
-    betas, weight_decay, start_factor, warmup_steps, seed.
-
-    After s steps, for each s in `save_at` (sorted, 0 <= s <= total_steps):
-    `namespace.save_checkpoint(path, model, optimizer, scheduler, generator, s)` writes into
-    an empty directory; the file at `path` is copied under another name and the directory
-    deleted; FRESH objects are built from other seeds (another init, another generator seed,
-    the global RNG reseeded); `namespace.load_checkpoint(moved, model, optimizer, scheduler,
-    generator)` restores them, and training goes on from the step it returned (a Python int
-    in [0, total_steps]; anything else ends the run there).
-
-    Returns data only:
-      "trace": one record per step run, in order: the state before the step (see below),
-               "step" (the loop's step number), "batch" (the window starts), "loss" (0-d);
-      "final": the state after the last step;
-      "saves": per save: "at", "files" (the directory's listing after save_checkpoint),
-               "weights_only_error" (None, or why torch.load(path, weights_only=True)
-               failed), "missing_from_file" (the parameters whose values the loaded file
-               holds in no tensor), "returned" (load_checkpoint's result if an int, else None),
-               "returned_repr" and "returned_type" (its repr and type name), "saved" (the
-               state save_checkpoint was given), "fresh" (the fresh objects' state before
-               loading), "loaded" (their state right after loading; None when
-               save_checkpoint wrote no file at `path`, which ends the run there).
-    A state is {"params": {name: tensor}, "optimizer": {name: {key: tensor}} (AdamW's
-    per-parameter state), "lrs": each param group's lr, "scheduler": scheduler.state_dict(),
-    "generator": g.get_state(), "rng": torch.get_rng_state(), "training": model.training}.
-    The caller's global RNG state is left as it was.
-    """
-    import copy
-    import os
-    import re
-    import shutil
-    import tempfile
-
-    import torch
-    import torch.nn.functional as F
-
-    points = list(save_at or [])
-    if points != sorted(points) or any(not 0 <= s <= total_steps for s in points):
-        raise ValueError(f"save_at must be sorted steps in [0, {total_steps}], got {points}")
-    tokens = spec["tokens"]
-    vocab, seq_len = spec["vocab"], spec["seq_len"]
-
-    def build(segment: int) -> tuple[Any, ...]:
-        # Each segment's objects come from other seeds, so nothing carries over unless loaded.
-        seed = spec["seed"] + 7919 * segment
-        torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Embedding(vocab, spec["dim"]),
-            torch.nn.Dropout(spec["dropout"]),
-            torch.nn.Linear(spec["dim"], spec["hidden"]),
-            torch.nn.GELU(),
-            torch.nn.Dropout(spec["dropout"]),
-            torch.nn.Linear(spec["hidden"], vocab),
-        )
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=spec["lr"], betas=tuple(spec["betas"]), weight_decay=spec["weight_decay"]
-        )
-        scheduler = torch.optim.lr_scheduler.LinearLR(
-            optimizer, start_factor=spec["start_factor"], end_factor=1.0, total_iters=spec["warmup_steps"]
-        )
-        generator = torch.Generator().manual_seed(seed + 1)
-        torch.manual_seed(seed + 2)
-        return model, optimizer, scheduler, generator
-
-    def state(model: Any, optimizer: Any, scheduler: Any, generator: Any) -> dict[str, Any]:
-        names = {id(p): n for n, p in model.named_parameters()}
-        return {
-            "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-            "optimizer": {
-                names.get(id(p), f"<parameter {i}>"): {
-                    k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()
-                }
-                for i, (p, s) in enumerate(optimizer.state.items())
-            },
-            "lrs": [float(g["lr"]) for g in optimizer.param_groups],
-            "scheduler": copy.deepcopy(scheduler.state_dict()),
-            "generator": generator.get_state(),
-            "rng": torch.get_rng_state(),
-            "training": bool(model.training),
-        }
-
-    trace: list[dict[str, Any]] = []
-    saves: list[dict[str, Any]] = []
-    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory(prefix="grade-checkpoint-") as tmp:
-        objects = build(0)
-        step = 0
-        for k, end in enumerate([*points, total_steps]):
-            model, optimizer, scheduler, generator = objects
-            while step < end:
-                record = {"step": step, **state(*objects)}
-                starts = torch.randint(0, len(tokens) - seq_len, (spec["batch"],), generator=generator)
-                windows = torch.stack([tokens[s : s + seq_len + 1] for s in starts.tolist()])
-                logits = model(windows[:, :-1])
-                loss = F.cross_entropy(logits.reshape(-1, vocab), windows[:, 1:].reshape(-1))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                trace.append({**record, "batch": starts, "loss": loss.detach()})
-                step += 1
-            if k == len(points):
-                break
-            directory = os.path.join(tmp, f"save{k}")
-            os.mkdir(directory)
-            path = os.path.join(directory, "checkpoint.pt")
-            saved = state(*objects)
-            namespace.save_checkpoint(path, model, optimizer, scheduler, generator, step)
-            save: dict[str, Any] = {
-                "at": step, "files": sorted(os.listdir(directory)), "weights_only_error": None, "returned": None,
-                "returned_repr": "", "returned_type": "", "saved": saved, "fresh": None, "loaded": None,
-                "missing_from_file": [],
-            }
-            saves.append(save)
-            if not os.path.isfile(path):
-                break
-            try:
-                contents = torch.load(path, weights_only=True)
-                # The file itself must hold the weights: a checkpoint kept in memory and a token
-                # file would resume in this process but nowhere else.
-                found = _tensors(contents)
-                save["missing_from_file"] = [
-                    n for n, p in model.named_parameters() if not any(torch.equal(p.detach(), t) for t in found
-                                                                      if t.shape == p.shape and t.dtype == p.dtype)
-                ]
-            except Exception as e:
-                # torch's message is long and styled: keep the line that names what was refused.
-                lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if line.strip()]
-                marker = "WeightsUnpickler error:"
-                why = next((line.split(marker, 1)[1] for line in lines if marker in line), lines[0] if lines else "")
-                save["weights_only_error"] = f"{type(e).__name__}: {why.strip().split('. ')[0][:300]}"
-            moved = os.path.join(tmp, f"resume{k}.pt")
-            shutil.copyfile(path, moved)
-            shutil.rmtree(directory)
-            objects = build(k + 1)
-            save["fresh"] = state(*objects)
-            returned = namespace.load_checkpoint(moved, *objects)
-            save["loaded"] = state(*objects)
-            save["returned_repr"], save["returned_type"] = f"{returned!r:.80}", type(returned).__name__
-            if not isinstance(returned, int) or isinstance(returned, bool) or not 0 <= returned <= total_steps:
-                break
-            save["returned"] = step = returned
-        final = state(*objects)
-    return {"trace": trace, "final": final, "saves": saves}
-
-
-def _tensors(value: Any) -> list[Any]:
-    """Every tensor inside nested dicts, lists and tuples (what a weights-only load gives)."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    return []
+__all__ = sorted(_bodies.PROBES)

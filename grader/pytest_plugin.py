@@ -93,7 +93,7 @@ class GradeSession:
 
     def start(self) -> None:
         """Start the zygote before the first check, so no check's time includes it."""
-        from grader.solution_process import Zygote
+        from grader.solutions import Zygote
 
         if self.mode == "isolated" and self._zygote is None:
             self._zygote = Zygote()
@@ -111,7 +111,7 @@ class GradeSession:
 
     def _remote(self, exercise: Exercise) -> Any:
         from grader.remote import SolutionModule
-        from grader.solution_process import SolutionHandle
+        from grader.solutions import SolutionHandle
 
         handle = self._handles.get(exercise.id)
         if handle is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from grader.errors import SolutionError
-from grader.solution_process import ModuleRef, SolutionHandle
+from grader.solutions import ModuleRef, SolutionHandle
 
 _MODULE = ModuleRef()
 
@@ -145,3 +145,28 @@ class SolutionModule:
 
     def __repr__(self) -> str:
         return f"<solution {self._display_path}>"
+
+
+def handle_of(value: Any) -> SolutionHandle | None:
+    """The solution process a proxy lives in, or None for a local value."""
+    if isinstance(value, RemoteObject):
+        return value._grade_handle
+    if isinstance(value, (RemoteFunction, SolutionModule)):
+        return value._handle
+    return None
+
+
+def call_probe(handle: SolutionHandle, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run the probe `name` in the solution process; proxies travel as references."""
+
+    def ref(a: Any) -> Any:
+        if isinstance(a, SolutionModule):
+            return _MODULE
+        if isinstance(a, RemoteFunction):
+            return handle.request({"op": "getattr", "target": _MODULE, "name": a._name}, a._name)
+        return a
+
+    return handle.request(
+        {"op": "probe", "name": name, "args": tuple(ref(a) for a in args), "kwargs": {k: ref(v) for k, v in kwargs.items()}},
+        f"{name}(...)",
+    )

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from grader import wire
-from grader.errors import WireError
+from grader.sandbox import protocol as wire
+from grader.sandbox.protocol import WireError
 
 
 def roundtrip(value):

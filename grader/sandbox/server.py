@@ -17,7 +17,8 @@ import types
 from pathlib import Path
 from typing import Any
 
-from grader import wire
+from grader.sandbox import guards, protocol
+from grader.sandbox.protocol import Op, Reply
 
 OUTPUT_CAP = 64 << 10
 MESSAGE_CAP = 4000
@@ -30,87 +31,6 @@ OPERATORS = {
     )
 }
 OPERATORS.update({"len": len, "list": list, "float": float, "int": int, "str": str, "repr": repr})
-
-
-FORBIDDEN_ALIASES = {
-    "autograd": ["torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward"],
-}
-
-
-class ForbiddenOperation(Exception):
-    """Raised when the student's code calls an operation its exercise forbids."""
-
-
-_PROBES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "probes.py")
-
-
-def _called_by_probe(is_student_file: Any) -> bool:
-    """Whether the nearest caller that is either student code or a probe is a probe.
-
-    A probe may call a forbidden op itself (the gradient probe calls backward), but student
-    code called from inside a probe may not.
-    """
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename == _PROBES_FILE:
-            return True
-        if is_student_file(filename):
-            return False
-        frame = frame.f_back
-    return False
-
-
-def forbid(names: list[str], exercise: str, is_student_file: Any) -> None:
-    """Replace each named callable with one that raises ForbiddenOperation for student code.
-
-    A forbidden class is replaced by a subclass whose constructor raises, so that student
-    code subclassing it still imports and is told why at construction.
-    """
-    import functools
-
-    for spec in names:
-        for qualname in FORBIDDEN_ALIASES.get(spec, [spec]):
-            owner_path, _, attr = qualname.rpartition(".")
-            try:
-                owner: Any = importlib.import_module(owner_path)
-            except ImportError:
-                owner = importlib.import_module(owner_path.split(".")[0])
-                for part in owner_path.split(".")[1:]:
-                    owner = getattr(owner, part, None)
-            original = getattr(owner, attr, None)
-            if original is None:
-                continue  # not in this version of the library: nothing to forbid
-            message = f"{exercise} may not use {qualname}; implement it yourself with basic operations"
-
-            guarded: Any = None
-            if isinstance(original, type):
-
-                def init(self: Any, *args: Any, _original: Any = original, _message: str = message, **kwargs: Any) -> None:
-                    if not _called_by_probe(is_student_file):
-                        raise ForbiddenOperation(_message)
-                    _original.__init__(self, *args, **kwargs)
-
-                try:
-                    guarded = type(original.__name__, (original,), {"__init__": init, "__module__": original.__module__})
-                except TypeError:  # a class that cannot be subclassed (a Rust or C type): guard its calls
-                    guarded = None
-            if guarded is None:
-
-                def make(original: Any, message: str) -> Any:
-                    @functools.wraps(original)
-                    def guard(*args: Any, **kwargs: Any) -> Any:
-                        if _called_by_probe(is_student_file):
-                            return original(*args, **kwargs)
-                        raise ForbiddenOperation(message)
-
-                    return guard
-
-                guarded = make(original, message)
-            try:
-                setattr(owner, attr, guarded)
-            except (AttributeError, TypeError):
-                continue  # a read-only attribute (a C extension's) cannot be guarded
 
 
 class CappedOutput(io.TextIOBase):
@@ -224,11 +144,11 @@ class SolutionServer:
         self.objects[ref_id] = obj
         return {"$ref": ref_id, "type": safe_str(type(obj).__qualname__)[:200], "callable": callable(obj)}
 
-    def from_ref(self, ref: wire.Ref) -> Any:
+    def from_ref(self, ref: protocol.Ref) -> Any:
         try:
             return self.objects[ref.id]
         except KeyError:
-            raise wire.WireError(f"unknown reference {ref.id}") from None
+            raise protocol.WireError(f"unknown reference {ref.id}") from None
 
     # --- serving ----------------------------------------------------------------------
 
@@ -241,11 +161,11 @@ class SolutionServer:
         self.send({"ready": {"names": names}})
         while True:
             try:
-                header, buffers = wire.recv_frame(self.sock)
-            except wire.PeerClosed:
+                header, buffers = protocol.recv_frame(self.sock)
+            except protocol.PeerClosed:
                 return
             try:
-                request = wire.decode(header, buffers, self.from_ref)
+                request = protocol.decode(header, buffers, self.from_ref)
                 result = self.handle(request)
                 reply: dict[str, Any] = {"ok": result}
             except BaseException as exc:  # the student's failures are data for the judge
@@ -253,34 +173,39 @@ class SolutionServer:
             reply["output"] = self.output.take()
             try:
                 self.send(reply)
-            except wire.WireError as exc:
+            except protocol.WireError as exc:
                 self.send({"error": {"type": "WireError", "message": f"the value could not be sent to the grader: {exc}", "traceback": ""}, "output": ""})
 
     def send(self, reply: dict[str, Any]) -> None:
-        header, buffers = wire.encode(reply, self.as_ref)
-        wire.send_frame(self.sock, header, buffers)
+        header, buffers = protocol.encode(reply, self.as_ref)
+        protocol.send_frame(self.sock, header, buffers)
 
     def handle(self, request: dict[str, Any]) -> Any:
         op = request["op"]
         target = request.get("target")
-        if op == "call":
+        if op == Op.CALL:
             fn = target
             for attr in request.get("path", []):
                 fn = getattr(fn, attr)
             return fn(*request.get("args", ()), **request.get("kwargs", {}))
-        if op == "getattr":
+        if op == Op.GETATTR:
             return getattr(target, request["name"])
-        if op == "setattr":
+        if op == Op.SETATTR:
             setattr(target, request["name"], request["value"])
             return None
-        if op == "operator":
+        if op == Op.OPERATOR:
             return OPERATORS[request["name"]](*request["args"])
-        if op == "probe":
-            from grader import probes
-
-            fn = probes.PROBES[request["name"]]
-            return fn(*request.get("args", ()), **request.get("kwargs", {}))
+        if op == Op.PROBE:
+            return dispatch_probe(request["name"], request.get("args", ()), request.get("kwargs", {}))
         raise ValueError(f"unknown operation {op!r}")
+
+
+def dispatch_probe(name: str, args: Any, kwargs: Any) -> Any:
+    """Run a probe the judge asked for. Only a probe entered here may use `guards.trusted()`."""
+    from grader.sandbox import probes
+
+    fn = probes.PROBES[name]
+    return fn(*args, **kwargs)
 
 
 def run(sock: Any, request: dict[str, Any]) -> None:
@@ -288,7 +213,7 @@ def run(sock: Any, request: dict[str, Any]) -> None:
     server = SolutionServer(sock, request)
     sys.stdout = sys.stderr = server.output
     try:
-        forbid(request.get("forbidden", []), f"{request['track']}.{request['name']}", server.is_student_file)
+        guards.install(request.get("forbidden", []), f"{request['track']}.{request['name']}", server.is_student_file)
         module = server.import_student()
     except BaseException as exc:
         server.send({"import_error": server.import_error(exc), "output": server.output.take()})

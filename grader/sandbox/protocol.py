@@ -1,4 +1,8 @@
-"""The wire between the judge and a solution process: length-prefixed, data-only frames.
+"""The protocol between the judge and the sandbox: operations, and the data-only wire.
+
+Both sides import this module and nothing else of each other. It names every operation
+the judge may ask of a solution process (`Op`) and of the zygote (`ZygoteOp`), and frames
+the values that cross.
 
 A frame is a JSON header plus raw byte buffers:
 
@@ -25,12 +29,51 @@ from typing import Any
 import numpy as np
 import torch
 
-from grader.errors import WireError
-
 MAX_HEADER = 64 << 20
 MAX_BUFFERS = 1 << 16
-MAX_FRAME = 4 << 30
+DEFAULT_MAX_FRAME = 256 << 20  # bytes of buffers in one frame; per exercise: max_frame_mb
 MAX_DEPTH = 64
+
+
+class WireError(Exception):
+    """A frame on the wire was malformed or broke a limit (size, depth, dtype)."""
+
+
+class FrameTooLarge(WireError):
+    """A frame's buffers add up to more than the receiver accepts."""
+
+    def __init__(self, size: int, limit: int):
+        self.size, self.limit = size, limit
+        super().__init__(f"a value of at least {size / (1 << 20):.0f} MiB, over the {limit / (1 << 20):.0f} MiB limit")
+
+
+class Op:
+    """What the judge asks of a solution process (the "op" of a request)."""
+
+    CALL = "call"  # target(.path...)(*args, **kwargs)
+    GETATTR = "getattr"
+    SETATTR = "setattr"
+    OPERATOR = "operator"  # one of server.OPERATORS on data and references
+    PROBE = "probe"  # a trusted probe from grader.sandbox.probes, by name
+
+
+class Reply:
+    """Keys of what a solution process sends back."""
+
+    READY = "ready"  # first message: {"names": {name: "callable" | "data"}}
+    IMPORT_ERROR = "import_error"
+    OK = "ok"
+    ERROR = "error"  # {"type", "message", "traceback"}
+    OUTPUT = "output"  # what the student printed during the request
+
+
+class ZygoteOp:
+    """Requests on the zygote's control socket (JSON lines, file descriptors attached)."""
+
+    SPAWN = "spawn"  # fork a solution process; fds: the wire, the capture file
+    WAIT = "wait"  # {"pid", "timeout"} -> {"status": int | None}
+    KILL = "kill"  # {"pid"}: kill a solution process and everything it started
+    EXIT = "exit"
 
 TENSOR_DTYPES = {
     name: getattr(torch, name)
@@ -161,12 +204,16 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
                 raise WireError(f"unknown tensor dtype {v.get('dtype')!r}")
             shape = shape_of(v.get("shape"))
             raw = buf(v[tag])
-            t = torch.empty(shape, dtype=dtype)
-            if len(raw) != t.numel() * t.element_size():
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if len(raw) != math.prod(shape) * itemsize:
                 raise WireError("tensor byte count does not match its shape and dtype")
-            if t.numel():
-                t.reshape(-1).view(torch.uint8).numpy()[:] = np.frombuffer(raw, dtype=np.uint8)
-            return t
+            if not raw:
+                return torch.empty(shape, dtype=dtype)
+            if dtype == torch.bool:  # any byte but 0 or 1 would be an invalid bool
+                return torch.frombuffer(raw, dtype=torch.uint8).ne(0).reshape(shape)
+            if isinstance(raw, bytearray):  # received: the tensor keeps this memory, no copy
+                return torch.frombuffer(raw, dtype=dtype).reshape(shape)
+            return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
         if tag == "$ndarray":
             try:
                 dtype = np.dtype(v.get("dtype"))
@@ -178,7 +225,7 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
             raw = buf(v[tag])
             if len(raw) != math.prod(shape) * dtype.itemsize:
                 raise WireError("array byte count does not match its shape and dtype")
-            a = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+            a = np.frombuffer(raw if isinstance(raw, bytearray) else bytearray(raw), dtype=dtype).reshape(shape)
             return a[()] if v.get("scalar") else a
         if tag == "$float":
             if v[tag] not in ("nan", "inf", "-inf"):
@@ -199,7 +246,7 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
         if tag == "$device":
             return torch.device(str(v[tag]))
         if tag == "$bytes":
-            return buf(v[tag])
+            return bytes(buf(v[tag]))
         if tag == "$slice":
             return slice(*(dec(x, depth + 1) for x in _list(v[tag])))
         if tag == "$ref":
@@ -254,7 +301,11 @@ def send_frame(sock: socket.socket, header: Any, buffers: list[bytes], deadline:
             view = view[n:]
 
 
-def recv_frame(sock: socket.socket, deadline: Deadline | None = None) -> tuple[Any, list[bytes]]:
+def recv_frame(
+    sock: socket.socket, deadline: Deadline | None = None, max_bytes: int = DEFAULT_MAX_FRAME
+) -> tuple[Any, list[bytes]]:
+    """Receive one frame. Raises FrameTooLarge, before reading the data, when its buffers
+    add up to more than `max_bytes`."""
     deadline = deadline or Deadline(None)
     head_len, n_buffers = struct.unpack("<II", _recv_exact(sock, 8, deadline))
     if head_len > MAX_HEADER or n_buffers > MAX_BUFFERS:
@@ -267,8 +318,8 @@ def recv_frame(sock: socket.socket, deadline: Deadline | None = None) -> tuple[A
     for _ in range(n_buffers):
         (n,) = struct.unpack("<Q", _recv_exact(sock, 8, deadline))
         total += n
-        if total > MAX_FRAME:
-            raise WireError("frame over the size limit")
+        if total > max_bytes:
+            raise FrameTooLarge(total, max_bytes)
         buffers.append(_recv_exact(sock, n, deadline))
     return header, buffers
 
@@ -283,15 +334,17 @@ def _wait(sock: socket.socket, deadline: Deadline, write: bool = False) -> None:
         raise FrameTimeout()
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: Deadline) -> bytes:
-    out = bytearray()
-    while len(out) < n:
+def _recv_exact(sock: socket.socket, n: int, deadline: Deadline) -> bytearray:
+    out = bytearray(n)
+    view = memoryview(out)
+    got = 0
+    while got < n:
         _wait(sock, deadline)
         try:
-            chunk = sock.recv(min(n - len(out), 1 << 24))
+            k = sock.recv_into(view[got:], min(n - got, 1 << 24))
         except ConnectionResetError:
-            chunk = b""
-        if not chunk:
+            k = 0
+        if not k:
             raise PeerClosed()
-        out += chunk
-    return bytes(out)
+        got += k
+    return out

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader import wire
+from grader.sandbox import protocol as wire
 from grader.errors import (
     SolutionCrashed,
     SolutionError,
@@ -102,7 +102,7 @@ class Zygote:
             [str(Path(__file__).resolve().parent.parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grader.zygote", str(theirs.fileno())],
+            [sys.executable, "-m", "grader.sandbox.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             env=env,

@@ -1,6 +1,6 @@
 """The zygote: a warm process that has imported torch and numpy and forks solution processes.
 
-Started by the judge as `python -m grader.zygote FD`, where FD is its end of a control
+Started by the judge as `python -m grader.sandbox.zygote FD`, where FD is its end of a control
 socket. It never initialises CUDA, so each forked child may. Requests are JSON messages,
 some carrying file descriptors (the child's end of the wire):
 
@@ -80,9 +80,9 @@ def become_solution(control: socket.socket, wire_fd: int, request: dict[str, Any
 
     torch.set_num_threads(int(request.get("threads", 1)))
     set_limits(request)
-    from grader import solution_server
+    from grader.sandbox import server
 
-    solution_server.run(socket.socket(fileno=wire_fd), request)
+    server.run(socket.socket(fileno=wire_fd), request)
 
 
 def main() -> None:
@@ -92,8 +92,7 @@ def main() -> None:
     import numpy  # noqa: F401
     import torch  # noqa: F401
 
-    import grader.solution_server  # noqa: F401
-    import grader.wire  # noqa: F401
+    import grader.sandbox.server  # noqa: F401
 
     statuses: dict[int, int] = {}
 
