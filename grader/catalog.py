@@ -19,6 +19,7 @@ from grader.tomlload import expect, expect_str_list, read_toml, reject_unknown
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 4096
+DEFAULT_MAX_FRAME_MB = 256  # the largest reply a solution may send in one call
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Exercise:
     mutants: list[Mutant] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
+    max_frame_mb: int = DEFAULT_MAX_FRAME_MB
 
     @property
     def id(self) -> str:
@@ -98,7 +100,7 @@ class Track:
 _TRACK_KEYS = {"id", "title", "order", "stubs", "reference", "exercises"}
 _EXERCISE_KEYS = {
     "title", "topics", "requires", "preload", "forbidden", "hints", "mutants",
-    "timeout", "memory_mb", "checks",
+    "timeout", "memory_mb", "max_frame_mb", "checks",
 }
 _MUTANT_KEYS = {"name", "misconception", "replace", "with", "edits"}
 
@@ -159,8 +161,9 @@ def _load_exercise(track: Track, name: str) -> Exercise:
         )
     timeout = float(expect(data, "timeout", (int, float), where, DEFAULT_TIMEOUT_S))
     memory_mb = expect(data, "memory_mb", int, where, DEFAULT_MEMORY_MB)
-    if timeout <= 0 or memory_mb <= 0:
-        raise ConfigError(f"{where}: 'timeout' and 'memory_mb' must be positive.")
+    max_frame_mb = expect(data, "max_frame_mb", int, where, DEFAULT_MAX_FRAME_MB)
+    if timeout <= 0 or memory_mb <= 0 or max_frame_mb <= 0:
+        raise ConfigError(f"{where}: 'timeout', 'memory_mb' and 'max_frame_mb' must be positive.")
     return Exercise(
         track=track.id,
         name=name,
@@ -176,6 +179,7 @@ def _load_exercise(track: Track, name: str) -> Exercise:
         mutants=mutants,
         timeout=timeout,
         memory_mb=memory_mb,
+        max_frame_mb=max_frame_mb,
     )
 
 

@@ -12,6 +12,7 @@ Exit codes: 0 graded; 1 score below --fail-under; 2 usage or configuration error
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -69,11 +70,14 @@ def cli() -> None:
 @click.option("--hidden", is_flag=True, help="Also run hidden checks (instructors and CI).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds allowed per call into a solution.")
 @click.option("--seed", default=None, help="Salt for the random inputs of every check.")
+@click.option("--isolation", type=click.Choice(["auto", "strict", "process"]), default=None,
+              help="strict: refuse to grade without the sandbox; auto: fall back to process isolation; "
+                   "process: no namespaces. Default: strict when CI is set or with --hidden, else auto.")
 @click.option("-p", "blocked", multiple=True, metavar="no:NAME", help="Disable a plugin by name.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the final score line.")
 def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple[str, ...], jobs: int | None,
                 fail_under: float | None, hidden: bool, timeout: float | None, seed: str | None,
-                blocked: tuple[str, ...], quiet: bool) -> None:
+                isolation: str | None, blocked: tuple[str, ...], quiet: bool) -> None:
     """Grade TARGETS (tracks, exercises, checks or globs; default: everything)."""
     from grader.reporting import parse_report_spec
 
@@ -87,7 +91,13 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         raise ConfigError(f"the solutions directory {solutions_dir} does not exist; pass --solutions DIR or run 'grade' in your project.")
     fail_under = config.fail_under if fail_under is None else fail_under
 
-    from grader.runner import RunOptions, run
+    from grader.runner import RunOptions, resolve_isolation, run
+
+    if isolation is None:
+        isolation = "strict" if hidden or os.environ.get("CI") else "auto"
+    level, note = resolve_isolation(isolation)
+    if note:
+        click.echo(note, err=True)
     from grader.state import ProgressState
     from grader.terminal import TerminalReport
 
@@ -99,6 +109,7 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         hidden=hidden,
         timeout=timeout if timeout is not None else config.timeout,
         jobs=jobs or config.jobs,
+        isolation=level,
     )
     term = TerminalReport()
     if not quiet:

@@ -11,6 +11,10 @@ class ConfigError(GraderError):
     """The configuration file or a command-line option is invalid."""
 
 
+class IsolationUnavailable(GraderError):
+    """`--isolation strict` was asked for where the sandbox cannot be built."""
+
+
 class SolutionFailure(Exception):
     """Base class for everything that goes wrong on the solution side of a check."""
 

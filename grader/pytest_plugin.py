@@ -35,6 +35,7 @@ from grader.errors import (
     SolutionImportError,
 )
 from grader.results import CheckResult
+from grader.trusted import TrustedCode
 
 SESSION_KEY = pytest.StashKey["GradeSession"]()
 ITEM_KEY = pytest.StashKey["_ItemState"]()
@@ -50,129 +51,97 @@ MARKERS = {
 
 @dataclass
 class GradeSession:
-    """What a judge run needs: the catalog, the mode, where solutions are, and results."""
+    """The judge of one run: the catalog, the mode, where solutions are, and the results.
+
+    Its parts: `trusted` (references and mutants, imported before any student code runs)
+    and, in isolated mode, `pool` (the zygote and one solution process per exercise).
+    """
 
     catalog: Catalog
     mode: str = "direct"  # "direct" or "isolated"
-    solutions: Path | None = None  # None in direct mode: grade the references
+    solutions: Path | None = None  # None: grade the references
     display_root: Path = field(default_factory=Path.cwd)
     salt: str = "0"
     hidden: bool = False
     timeout: float | None = None
     threads: int = 1
     only: dict[str, frozenset[str] | None] | None = None  # exercise id -> check names
+    isolation: str = "sandbox"  # in isolated mode: "sandbox" or "process"
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
-    _zygote: Any = None
-    _handles: dict[str, Any] = field(default_factory=dict)
-    _mutants: dict[str, dict[str, tuple[str, Any]]] = field(default_factory=dict)
+    trusted: TrustedCode = field(init=False)
+    pool: Any = field(init=False, default=None)
 
-    # --- solution side ----------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.trusted = TrustedCode(self.catalog, self.mode == "isolated" or self.solutions is None)
 
     def track_of(self, exercise: Exercise) -> Any:
         return self.catalog.track(exercise.track)
 
+    def solutions_dir(self, exercise: Exercise) -> Path:
+        return self.solutions if self.solutions is not None else self.track_of(exercise).reference.parent
+
     def display_path(self, exercise: Exercise) -> str:
-        base = self.solutions if self.solutions is not None else self.track_of(exercise).reference.parent
-        path = base / exercise.track / f"{exercise.name}.py"
+        path = self.solutions_dir(exercise) / exercise.track / f"{exercise.name}.py"
         try:
             return os.path.relpath(path, self.display_root)
         except ValueError:
             return str(path)
+
+    # --- solution side ----------------------------------------------------------------
+
+    def sandbox_plan(self, exercises: list[Exercise]) -> Any:
+        """What the sandbox shows: the solutions, read-only, and none of the judge's files."""
+        from grader.solutions import SandboxPlan
+
+        solutions = sorted({self.solutions_dir(e) for e in exercises})
+        hidden = [t.directory for t in self.catalog.tracks] + [t.reference.parent for t in self.catalog.tracks]
+        return SandboxPlan(self.isolation, solutions, hidden)
+
+    def start(self, exercises: list[Exercise]) -> None:
+        """Start the zygote before the first check, so no check's time includes it."""
+        if self.mode == "isolated" and self.pool is None:
+            from grader.solutions import SolutionPool
+
+            self.pool = SolutionPool(self.sandbox_plan(exercises), self.threads)
+            self.pool.start()
 
     def solution_for(self, exercise: Exercise) -> Any:
         if self.mode == "direct":
             from grader.imports import import_from
 
             if self.solutions is None:
-                return self.reference_for(exercise)
+                return self.trusted.reference(exercise)
             try:
                 return import_from("exercises", self.solutions, exercise.track, exercise.name)
             except SyntaxError as e:
                 raise SolutionImportError(f"{self.display_path(exercise)}: SyntaxError at line {e.lineno}: {e.msg}") from None
-        return self._remote(exercise)
-
-    def start(self) -> None:
-        """Start the zygote before the first check, so no check's time includes it."""
-        from grader.solutions import Zygote
-
-        if self.mode == "isolated" and self._zygote is None:
-            self._zygote = Zygote()
-            self._zygote.start()
-
-    def load_trusted(self, exercises: list[Exercise]) -> None:
-        """Import references and known mistakes before any student code runs, so a solution
-        that rewrites files on disk cannot change what it is judged against."""
-        for exercise in exercises:
-            try:
-                self.reference_for(exercise)
-                self.mutants_for(exercise)
-            except Exception:  # reported by the checks that need them, as a setup error
-                continue
-
-    def _remote(self, exercise: Exercise) -> Any:
         from grader.remote import SolutionModule
-        from grader.solutions import SolutionHandle
 
-        handle = self._handles.get(exercise.id)
-        if handle is None:
-            self.start()
-            solutions = self.solutions or self.track_of(exercise).reference.parent
-            handle = SolutionHandle(
-                self._zygote,
-                solutions=solutions,
-                track=exercise.track,
-                name=exercise.name,
-                display_root=self.display_root,
-                timeout=self.timeout or exercise.timeout,
-                memory_mb=exercise.memory_mb,
-                preload=exercise.preload,
-                forbidden=exercise.forbidden,
-                threads=self.threads,
-            )
-            self._handles[exercise.id] = handle
+        self.start([exercise])
+        handle = self.pool.handle(exercise, self.solutions_dir(exercise), self.display_root,
+                                  self.timeout or exercise.timeout)
         handle.ensure_started()
         return SolutionModule(handle, self.display_path(exercise))
 
     def handle(self, exercise: Exercise) -> Any:
-        return self._handles.get(exercise.id)
+        return self.pool.get(exercise.id) if self.pool is not None else None
 
     def finish_exercise(self, exercise: Exercise) -> None:
-        handle = self._handles.pop(exercise.id, None)
-        if handle is not None:
-            handle.close()
+        if self.pool is not None:
+            self.pool.finish(exercise.id)
 
     def close(self) -> None:
-        for exercise_id in list(self._handles):
-            self._handles.pop(exercise_id).close()
-        if self._zygote is not None:
-            self._zygote.close()
-            self._zygote = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     # --- judge side -------------------------------------------------------------------
 
     def reference_for(self, exercise: Exercise) -> Any:
-        from grader.imports import alias_tracks, import_reference
-
-        if self.mode == "isolated" or self.solutions is None:
-            # References import earlier work as `exercises.<track>.<name>`, like stubs do;
-            # in the judge that must mean the references (no student code lives here).
-            alias_tracks("exercises", {t.id: t.reference for t in self.catalog.tracks})
-        return import_reference(exercise.track, self.track_of(exercise).reference, exercise.name)
+        return self.trusted.reference(exercise)
 
     def mutants_for(self, exercise: Exercise) -> dict[str, tuple[str, Any]]:
-        if exercise.id not in self._mutants:
-            from grader.imports import module_from_source
-
-            source = exercise.reference.read_text()
-            modules = {}
-            for m in exercise.mutants:
-                mutated = m.apply(source, str(exercise.reference))
-                module = module_from_source(
-                    f"grade_mutants.{exercise.track}.{exercise.name}.{m.name}", mutated, f"<mutant {m.name}>"
-                )
-                modules[m.name] = (m.misconception, module)
-            self._mutants[exercise.id] = modules
-        return self._mutants[exercise.id]
+        return self.trusted.mutants(exercise)
 
 
 @dataclass

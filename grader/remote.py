@@ -9,10 +9,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader.errors import SolutionError
+from grader.errors import SolutionCrashed, SolutionError, SolutionFailure
+from grader.sandbox import protocol
+from grader.sandbox.protocol import Op, Reply
 from grader.solutions import ModuleRef, SolutionHandle
 
 _MODULE = ModuleRef()
+
+
+def request(handle: SolutionHandle, message: dict[str, Any], describe: str = "") -> Any:
+    """One request to the solution process: proxies go as references, data comes back.
+
+    Objects that are not data come back as `RemoteObject`s; the student's exception comes
+    back as `SolutionError`, and what the student printed is kept on the handle.
+    """
+    handle.ensure_started()
+    generation = handle.generation
+
+    def as_ref(obj: Any) -> dict[str, Any]:
+        if isinstance(obj, RemoteObject):
+            if obj._grade_handle is not handle or obj._grade_generation != generation:
+                raise SolutionFailure(
+                    "an object from an earlier solution process was used after that process "
+                    "was restarted (it crashed or timed out)"
+                )
+            return {"$ref": obj._grade_id}
+        if isinstance(obj, ModuleRef):
+            return {"$ref": 0}
+        raise TypeError(f"cannot send a {type(obj).__name__} to the solution process; only data crosses")
+
+    header, buffers = protocol.encode(message, as_ref)
+    reply_header, reply_buffers, generation = handle.exchange(header, buffers, describe)
+    try:
+        reply = protocol.decode(
+            reply_header, reply_buffers, lambda ref: RemoteObject(handle, generation, ref.id, ref.type, ref.callable)
+        )
+    except protocol.WireError as e:
+        handle.stop()
+        raise SolutionCrashed(f"the solution process sent a malformed reply ({e}); it was stopped.") from None
+    if not isinstance(reply, dict):
+        handle.stop()
+        raise SolutionCrashed("the solution process sent a malformed reply; it was stopped.")
+    output = reply.get(Reply.OUTPUT)
+    if isinstance(output, str) and output:
+        handle.output.append(output)
+    if Reply.ERROR in reply:
+        err = reply[Reply.ERROR] if isinstance(reply[Reply.ERROR], dict) else {}
+        message_text = str(err.get("message", ""))
+        exc_type = str(err.get("type", "Exception"))
+        if exc_type == "MemoryError" or "can't allocate memory" in message_text:
+            message_text += f" (the memory limit for this exercise is {handle.memory_mb} MiB)"
+        raise SolutionError(exc_type, message_text, str(err.get("traceback", "")), describe)
+    return reply.get(Reply.OK)
 
 
 def _describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -40,19 +88,20 @@ class RemoteObject:
         object.__setattr__(self, "_grade_callable", is_callable)
 
     def _grade_op(self, name: str, *args: Any) -> Any:
-        return self._grade_handle.request({"op": "operator", "name": name, "args": args}, f"{name} on {self._grade_type}")
+        return request(self._grade_handle, {"op": Op.OPERATOR, "name": name, "args": args}, f"{name} on {self._grade_type}")
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_grade"):
             raise AttributeError(name)
-        return self._grade_handle.request({"op": "getattr", "target": self, "name": name}, f"{self._grade_type}.{name}")
+        return request(self._grade_handle, {"op": Op.GETATTR, "target": self, "name": name}, f"{self._grade_type}.{name}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        self._grade_handle.request({"op": "setattr", "target": self, "name": name, "value": value}, f"setting {self._grade_type}.{name}")
+        request(self._grade_handle, {"op": Op.SETATTR, "target": self, "name": name, "value": value}, f"setting {self._grade_type}.{name}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._grade_handle.request(
-            {"op": "call", "target": self, "path": [], "args": args, "kwargs": kwargs},
+        return request(
+            self._grade_handle,
+            {"op": Op.CALL, "target": self, "path": [], "args": args, "kwargs": kwargs},
             _describe_call(self._grade_type, args, kwargs),
         )
 
@@ -114,8 +163,9 @@ class RemoteFunction:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._handle.request(
-            {"op": "call", "target": _MODULE, "path": [self._name], "args": args, "kwargs": kwargs},
+        return request(
+            self._handle,
+            {"op": Op.CALL, "target": _MODULE, "path": [self._name], "args": args, "kwargs": kwargs},
             _describe_call(self._name, args, kwargs),
         )
 
@@ -141,7 +191,7 @@ class SolutionModule:
             )
         if kind == "callable":
             return RemoteFunction(self._handle, name)
-        return self._handle.request({"op": "getattr", "target": _MODULE, "name": name}, name)
+        return request(self._handle, {"op": Op.GETATTR, "target": _MODULE, "name": name}, name)
 
     def __repr__(self) -> str:
         return f"<solution {self._display_path}>"
@@ -163,10 +213,11 @@ def call_probe(handle: SolutionHandle, name: str, args: tuple[Any, ...], kwargs:
         if isinstance(a, SolutionModule):
             return _MODULE
         if isinstance(a, RemoteFunction):
-            return handle.request({"op": "getattr", "target": _MODULE, "name": a._name}, a._name)
+            return request(handle, {"op": Op.GETATTR, "target": _MODULE, "name": a._name}, a._name)
         return a
 
-    return handle.request(
-        {"op": "probe", "name": name, "args": tuple(ref(a) for a in args), "kwargs": {k: ref(v) for k, v in kwargs.items()}},
+    return request(
+        handle,
+        {"op": Op.PROBE, "name": name, "args": tuple(ref(a) for a in args), "kwargs": {k: ref(v) for k, v in kwargs.items()}},
         f"{name}(...)",
     )

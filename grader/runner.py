@@ -36,6 +36,7 @@ class RunOptions:
     hidden: bool = False
     timeout: float | None = None
     jobs: int = 1
+    isolation: str = "sandbox"  # "sandbox" (namespaces) or "process"; see resolve_isolation
 
 
 class _Injector:
@@ -122,6 +123,7 @@ def run_exercises(
         # with -j N the processes already share the cores.
         threads=1,
         only={e.id: checks for e, checks in selection},
+        isolation=options.isolation,
     )
     by_id = {e.id: e for e, _ in selection}
     out: dict[str, ExerciseResult] = {}
@@ -146,8 +148,8 @@ def run_exercises(
     torch.set_num_threads(1)
     try:
         if checks:
-            session.load_trusted([e for e, _ in selection])
-            session.start()
+            session.trusted.load([e for e, _ in selection])
+            session.start([e for e, _ in selection])
             pytest.main(_pytest_args(checks, root), plugins=[injector])
     finally:
         session.close()
@@ -156,6 +158,28 @@ def run_exercises(
         if exercise.id not in out:
             finish(exercise.id)
     return out
+
+
+def resolve_isolation(requested: str) -> tuple[str, str]:
+    """The isolation level to grade with, and a line to print when it is less than asked.
+
+    "strict" insists on the sandbox and raises `IsolationUnavailable` without it; "auto"
+    falls back to plain process isolation; "process" asks for no namespaces.
+    """
+    from grader.errors import IsolationUnavailable
+    from grader.sandbox import jail
+
+    if requested == "process":
+        return "process", ""
+    ok, why = jail.available()
+    if ok:
+        return "sandbox", ""
+    if requested == "strict":
+        raise IsolationUnavailable(
+            f"--isolation strict needs the sandbox, and it cannot be built here: {why}. "
+            "Fix that, or grade with --isolation auto (process isolation only)."
+        )
+    return "process", f"Sandbox unavailable ({why}); grading with process isolation only."
 
 
 def _split(selection: list[tuple[Exercise, Any]], jobs: int) -> list[list[tuple[Exercise, Any]]]:
@@ -249,6 +273,7 @@ def environment(options: RunOptions) -> dict[str, Any]:
         "transformers": tf_version,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "mode": options.mode,
+        "isolation": options.isolation if options.mode == "isolated" else "none",
         "seed": options.salt,
         "hidden": options.hidden,
     }
@@ -278,6 +303,7 @@ def _worker(spec_path: str, out_path: str) -> None:
         hidden=o["hidden"],
         timeout=o["timeout"],
         jobs=o["jobs"],
+        isolation=o["isolation"],
     )
     results = run_exercises(catalog, selection, options)
     Path(out_path).write_text(json.dumps([r.to_dict() for r in results.values()]))

@@ -1,10 +1,12 @@
-"""The judge's side of isolation: the zygote client and one solution process per exercise.
+"""The judge's side of isolation: the zygote client, the sandbox plan, the solution processes.
 
-`SolutionHandle` is what checks talk to (through `grader.remote` proxies): it starts a
-solution process on first use, forwards requests with a per-call deadline, kills the
-whole process tree on timeout, turns a dead process into `SolutionCrashed`, and starts a
-fresh process for the next call after a crash or timeout. An import failure is kept and
-reported to every later check without starting again.
+`SolutionPool` owns a run's zygote and one `SolutionHandle` per exercise. A handle starts a
+solution process on first use, exchanges frames with it under a per-call deadline, has the
+zygote kill the process (and everything it started) on timeout, turns a dead process into
+`SolutionCrashed`, and starts a fresh one for the next call after a crash or timeout. An
+import failure is kept and reported to every later check without starting again. Values
+are encoded and decoded by `grader.remote`, which builds the proxies; this module only
+moves frames.
 """
 
 from __future__ import annotations
@@ -17,23 +19,23 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox import protocol as wire
 from grader.errors import (
     SolutionCrashed,
-    SolutionError,
     SolutionFailure,
     SolutionImportError,
     SolutionTimeout,
 )
+from grader.sandbox import protocol as wire
+from grader.sandbox.protocol import ZygoteOp
 
 IMPORT_GRACE_S = 20.0
 ZYGOTE_START_S = 120.0
 CAPTURE_TAIL = 4000
-CPU_LIMIT_S = 3600
+CPU_CALLS = 100  # the CPU-time cap of a solution process: this many calls at their deadline
 
 SIGNAL_NOTES = {
     signal.SIGSEGV: "a segmentation fault: memory was read or written out of bounds",
@@ -45,74 +47,99 @@ SIGNAL_NOTES = {
     signal.SIGILL: "an illegal instruction",
 }
 
+# What a solution process's environment may hold: nothing of the judge's but these.
+ENV_PASSED = ("LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
+              "NVIDIA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TRITON_INTERPRET")
+ENV_FIXED = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 
-def _proc_stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgrp, session) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), int(fields[2]), int(fields[3])
-    except (OSError, IndexError, ValueError):
-        return None
+
+def solution_env() -> dict[str, str]:
+    """The allow-listed environment of the zygote and every solution process."""
+    env = dict(ENV_FIXED)
+    env.update({k: os.environ[k] for k in ENV_PASSED if k in os.environ})
+    return env
 
 
-def kill_tree(root: int) -> None:
-    """SIGKILL `root` and every process in its session, its process group or below it."""
-    for _ in range(5):
-        stats = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                st = _proc_stat(int(entry))
-                if st:
-                    stats[int(entry)] = st
-        victims = {root} if root in stats else set()
-        victims |= {p for p, (_, pgrp, sid) in stats.items() if pgrp == root or sid == root}
-        changed = True
-        while changed:
-            changed = False
-            for p, (ppid, _, _) in stats.items():
-                if ppid in victims and p not in victims:
-                    victims.add(p)
-                    changed = True
-        victims.discard(os.getpid())
-        if not victims:
-            return
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
+def _contains(outer: Path, inner: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+@dataclass
+class SandboxPlan:
+    """What the sandbox shows a solution: everything else of the machine stays out of sight.
+
+    `solutions` are bound read-only; so are the Python installation and every entry of the
+    judge's `sys.path` that does not hold a `hidden` path (the project, the references,
+    the plugins, the state file, the judge's home and working directory).
+    """
+
+    isolation: str  # "sandbox" or "process"
+    solutions: list[Path]
+    hidden: list[Path] = field(default_factory=list)
+
+    def binds(self) -> list[str]:
+        hidden = [p.resolve() for p in self.hidden] + [Path.cwd().resolve(), Path.home().resolve()]
+        candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
+        out = []
+        for entry in sorted(c for c in candidates if c and os.path.isdir(c)):
+            path = Path(entry).resolve()
+            if not any(_contains(path, h) for h in hidden):
+                out.append(str(path))
+        return out + [str(p.resolve()) for p in self.solutions]
+
+    def to_json(self, root: str) -> str:
+        return json.dumps({
+            "isolation": self.isolation,
+            "root": root,
+            "binds": self.binds(),
+            "package": str(Path(__file__).resolve().parent),
+        })
 
 
 class Zygote:
     """A warm process with torch and numpy imported, which forks solution processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, plan: SandboxPlan) -> None:
+        self.plan = plan
         self.proc: subprocess.Popen[bytes] | None = None
         self.control: socket.socket | None = None
+        self.isolation = plan.isolation
         self._buffer = b""
+        self._root: str | None = None
 
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).resolve().parent.parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        )
+        self._root = tempfile.mkdtemp(prefix="grade-root-")
+        from grader.sandbox.zygote import BOOT
+
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grader.sandbox.zygote", str(theirs.fileno())],
+            # The judge's pid in the command line lets anyone see which run a process belongs to.
+            [sys.executable, "-c", BOOT, str(Path(__file__).resolve().parent.parent), str(theirs.fileno()),
+             self.plan.to_json(self._root), f"grade-zygote:judge={os.getpid()}"],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=solution_env(),
+            cwd="/",
         )
         theirs.close()
         self.control = ours
         reply = self._recv(ZYGOTE_START_S)
         if reply is None or "ready" not in reply:
+            why = (reply or {}).get("failed", "it exited before saying it was ready")
             self.close()
-            raise RuntimeError("the grader's zygote process failed to start")
+            raise RuntimeError(f"the grader's zygote process failed to start: {why}")
+        self.isolation = reply.get("isolation", self.plan.isolation)
 
     def _recv(self, timeout: float) -> dict[str, Any] | None:
         assert self.control is not None
@@ -140,19 +167,25 @@ class Zygote:
             raise RuntimeError("the grader's zygote process stopped answering")
         return reply
 
-    def spawn(self, request: dict[str, Any], wire_fd: int) -> int:
-        return int(self._request({"op": "spawn", **request}, [wire_fd])["pid"])
+    def spawn(self, request: dict[str, Any], wire_fd: int, capture_fd: int) -> int:
+        return int(self._request({"op": ZygoteOp.SPAWN, **request}, [wire_fd, capture_fd])["pid"])
+
+    def kill(self, pid: int) -> None:
+        try:
+            self._request({"op": ZygoteOp.KILL, "pid": pid})
+        except RuntimeError:
+            pass
 
     def wait(self, pid: int, timeout: float) -> int | None:
         try:
-            return self._request({"op": "wait", "pid": pid, "timeout": timeout}, timeout=timeout + 10)["status"]
+            return self._request({"op": ZygoteOp.WAIT, "pid": pid, "timeout": timeout}, timeout=timeout + 10)["status"]
         except RuntimeError:
             return None
 
     def close(self) -> None:
         if self.control is not None:
             try:
-                self.control.sendall(b'{"op": "exit"}\n')
+                self.control.sendall(json.dumps({"op": ZygoteOp.EXIT}).encode() + b"\n")
             except OSError:
                 pass
             self.control.close()
@@ -164,6 +197,12 @@ class Zygote:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        if self._root is not None:
+            try:
+                os.rmdir(self._root)
+            except OSError:
+                pass
+            self._root = None
 
 
 def describe_exit(status: int | None) -> str:
@@ -178,30 +217,31 @@ def describe_exit(status: int | None) -> str:
 
 
 class SolutionProcess:
-    """One running solution process: a wire socket, a pid, a scratch directory."""
+    """One running solution process: a wire socket, its pid (as the zygote knows it), and
+    the file its file descriptors 1 and 2 write to (read for crash reports)."""
 
     def __init__(self, zygote: Zygote, request: dict[str, Any], scratch: Path):
         self.zygote = zygote
-        self.scratch = scratch
         self.solutions = request["solutions"]
         self.capture = scratch / "output.txt"
-        cwd = scratch / "cwd"
+        cwd = scratch / "cwd"  # used only without the sandbox, which gives each a tmpfs
         cwd.mkdir()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
-        request = {**request, "capture": str(self.capture), "cwd": str(cwd)}
+        capture = os.open(self.capture, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            self.pid = zygote.spawn(request, theirs.fileno())
+            self.pid = zygote.spawn({**request, "cwd": str(cwd)}, theirs.fileno(), capture)
         finally:
             theirs.close()
+            os.close(capture)
         self.alive = True
 
-    def exchange(self, header: Any, buffers: list[bytes], deadline: wire.Deadline) -> tuple[Any, list[bytes]]:
+    def exchange(self, header: Any, buffers: list[bytes], deadline: wire.Deadline, max_bytes: int) -> tuple[Any, list[bytes]]:
         wire.send_frame(self.sock, header, buffers, deadline)
-        return wire.recv_frame(self.sock, deadline)
+        return wire.recv_frame(self.sock, deadline, max_bytes)
 
-    def receive(self, deadline: wire.Deadline) -> tuple[Any, list[bytes]]:
-        return wire.recv_frame(self.sock, deadline)
+    def receive(self, deadline: wire.Deadline, max_bytes: int) -> tuple[Any, list[bytes]]:
+        return wire.recv_frame(self.sock, deadline, max_bytes)
 
     def captured_tail(self) -> str:
         """The end of what the process wrote to its file descriptors 1 and 2 (crash reports).
@@ -226,7 +266,7 @@ class SolutionProcess:
         return "\n".join(lines)
 
     def kill(self, exited: bool = False) -> int | None:
-        """Kill the process tree and return the solution process's exit status.
+        """Have the zygote kill the process and all it started; return its exit status.
 
         `exited`: the process hung up on its own (a crash), so its status is collected
         before the kill; otherwise it is killed at once.
@@ -236,7 +276,7 @@ class SolutionProcess:
         self.alive = False
         self.sock.close()
         status = self.zygote.wait(self.pid, 5.0) if exited else None
-        kill_tree(self.pid)
+        self.zygote.kill(self.pid)
         if status is None:
             status = self.zygote.wait(self.pid, 5.0)
         return status
@@ -258,30 +298,25 @@ class SolutionHandle:
         preload: list[str],
         forbidden: list[str] = (),
         threads: int = 1,
+        max_frame_mb: int = wire.DEFAULT_MAX_FRAME >> 20,
     ):
         self.zygote = zygote
         self.timeout = timeout
         self.default_timeout = timeout
         self.memory_mb = memory_mb
+        self.max_frame = max_frame_mb << 20
         self.spawn_request = {
             "solutions": str(solutions),
             "display_root": str(display_root),
             "track": track,
             "name": name,
             "memory_mb": memory_mb,
-            "cpu_s": CPU_LIMIT_S,
+            "cpu_s": int(timeout * CPU_CALLS + IMPORT_GRACE_S),
             "threads": threads,
             "preload": preload,
             "forbidden": list(forbidden),
-            "env": {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "LANG": "C.UTF-8",
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1",
-                "TOKENIZERS_PARALLELISM": "false",
-                "PYTHONHASHSEED": "0",
-            },
+            "max_frame": self.max_frame,
+            "env": solution_env(),
         }
         self.process: SolutionProcess | None = None
         self.generation = 0
@@ -300,13 +335,11 @@ class SolutionHandle:
         self.generation += 1
         scratch = self._scratch_root / str(self.generation)
         scratch.mkdir()
-        self.spawn_request["env"]["HOME"] = str(scratch / "cwd")
-        self.spawn_request["env"]["TMPDIR"] = str(scratch / "cwd")
         process = SolutionProcess(self.zygote, self.spawn_request, scratch)
         self.process = process
         deadline = wire.Deadline(self.default_timeout + IMPORT_GRACE_S)
         try:
-            header, buffers = process.receive(deadline)
+            header, buffers = process.receive(deadline, self.max_frame)
             reply = wire.decode(header, buffers, lambda ref: None)
         except wire.FrameTimeout:
             process.kill()
@@ -330,16 +363,21 @@ class SolutionHandle:
             raise self.import_failure
         if "import_error" in reply:
             process.kill()
-            err = reply["import_error"]
+            err = reply["import_error"] if isinstance(reply["import_error"], dict) else {}
             self.import_failure = SolutionImportError(str(err.get("message")), str(err.get("traceback", "")))
             raise self.import_failure
-        self.names = dict(reply["ready"]["names"])
+        names = reply["ready"].get("names") if isinstance(reply["ready"], dict) else None
+        self.names = {str(k): str(v) for k, v in names.items()} if isinstance(names, dict) else {}
         return process
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the running process; the next call starts a fresh one."""
         if self.process is not None:
             self.process.kill()
             self.process = None
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self._scratch_root, ignore_errors=True)
 
     def take_output(self) -> str:
@@ -347,33 +385,20 @@ class SolutionHandle:
         self.output.clear()
         return text
 
-    # --- requests ---------------------------------------------------------------------
+    # --- one round trip ---------------------------------------------------------------
 
-    def request(self, message: dict[str, Any], describe: str = "") -> Any:
-        from grader.remote import RemoteObject
+    def exchange(self, header: Any, buffers: list[bytes], describe: str) -> tuple[Any, list[bytes], int]:
+        """Send one request frame and receive its reply: (header, buffers, generation).
 
+        A timeout, a crash, a malformed or over-large reply stops the process and raises
+        the matching `SolutionFailure`; the next call starts a fresh process.
+        """
         process = self.ensure_started()
         generation = self.generation
-
-        def as_ref(obj: Any) -> dict[str, Any]:
-            if isinstance(obj, RemoteObject):
-                if obj._grade_handle is not self or obj._grade_generation != generation:
-                    raise SolutionFailure(
-                        "an object from an earlier solution process was used after that process "
-                        "was restarted (it crashed or timed out)"
-                    )
-                return {"$ref": obj._grade_id}
-            if isinstance(obj, ModuleRef):
-                return {"$ref": 0}
-            raise TypeError(f"cannot send a {type(obj).__name__} to the solution process; only data crosses")
-
-        header, buffers = wire.encode(message, as_ref)
+        header = {**header, "deadline_s": self.timeout} if isinstance(header, dict) else header
         deadline = wire.Deadline(self.timeout)
         try:
-            reply_header, reply_buffers = process.exchange(header, buffers, deadline)
-            reply = wire.decode(
-                reply_header, reply_buffers, lambda ref: RemoteObject(self, generation, ref.id, ref.type, ref.callable)
-            )
+            reply_header, reply_buffers = process.exchange(header, buffers, deadline, self.max_frame)
         except wire.FrameTimeout:
             process.kill()
             self.process = None
@@ -388,24 +413,75 @@ class SolutionHandle:
             raise SolutionCrashed(
                 f"{describe_exit(status)} during {describe or 'a call'}." + (f"\n{tail}" if tail else "")
             ) from None
+        except wire.FrameTooLarge as e:
+            process.kill()
+            self.process = None
+            raise SolutionFailure(
+                f"{describe or 'the call'} sent back {e}, for one reply; the solution process was stopped. "
+                f"Return smaller values (an instructor can raise max_frame_mb for this exercise)."
+            ) from None
         except wire.WireError as e:
             process.kill()
             self.process = None
             raise SolutionCrashed(f"the solution process sent a malformed reply ({e}); it was stopped.") from None
-        if not isinstance(reply, dict):
-            raise SolutionCrashed("the solution process sent a malformed reply; it was stopped.")
-        output = reply.get("output")
-        if isinstance(output, str) and output:
-            self.output.append(output)
-        if "error" in reply:
-            err = reply["error"] if isinstance(reply["error"], dict) else {}
-            message = str(err.get("message", ""))
-            exc_type = str(err.get("type", "Exception"))
-            if exc_type == "MemoryError" or "can't allocate memory" in message:
-                message += f" (the memory limit for this exercise is {self.memory_mb} MiB)"
-            raise SolutionError(exc_type, message, str(err.get("traceback", "")), describe)
-        return reply.get("ok")
+        return reply_header, reply_buffers, generation
 
 
 class ModuleRef:
     """Marker sent as the reference to the student's module (id 0)."""
+
+
+class SolutionPool:
+    """A run's solution side: one zygote, and one handle per exercise being graded."""
+
+    def __init__(self, plan: SandboxPlan, threads: int = 1):
+        self.plan = plan
+        self.threads = threads
+        self.zygote: Zygote | None = None
+        self.handles: dict[str, SolutionHandle] = {}
+
+    @property
+    def isolation(self) -> str:
+        return self.zygote.isolation if self.zygote is not None else self.plan.isolation
+
+    def start(self) -> None:
+        """Start the zygote before the first check, so no check's time includes it."""
+        if self.zygote is None:
+            self.zygote = Zygote(self.plan)
+            self.zygote.start()
+
+    def handle(self, exercise: Any, solutions: Path, display_root: Path, timeout: float) -> SolutionHandle:
+        handle = self.handles.get(exercise.id)
+        if handle is None:
+            self.start()
+            assert self.zygote is not None
+            handle = SolutionHandle(
+                self.zygote,
+                solutions=solutions,
+                track=exercise.track,
+                name=exercise.name,
+                display_root=display_root,
+                timeout=timeout,
+                memory_mb=exercise.memory_mb,
+                preload=exercise.preload,
+                forbidden=exercise.forbidden,
+                threads=self.threads,
+                max_frame_mb=exercise.max_frame_mb,
+            )
+            self.handles[exercise.id] = handle
+        return handle
+
+    def get(self, exercise_id: str) -> SolutionHandle | None:
+        return self.handles.get(exercise_id)
+
+    def finish(self, exercise_id: str) -> None:
+        handle = self.handles.pop(exercise_id, None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        for exercise_id in list(self.handles):
+            self.finish(exercise_id)
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None

@@ -79,6 +79,7 @@ class SolutionServer:
         self.objects: dict[int, Any] = {}
         self.next_id = 1
         self.output = CappedOutput()
+        self.max_frame = int(request.get("max_frame", protocol.DEFAULT_MAX_FRAME))
 
     # --- student files and tracebacks -------------------------------------------------
 
@@ -166,6 +167,7 @@ class SolutionServer:
                 return
             try:
                 request = protocol.decode(header, buffers, self.from_ref)
+                limit_cpu(request.get("deadline_s") if isinstance(request, dict) else None)
                 result = self.handle(request)
                 reply: dict[str, Any] = {"ok": result}
             except BaseException as exc:  # the student's failures are data for the judge
@@ -178,6 +180,9 @@ class SolutionServer:
 
     def send(self, reply: dict[str, Any]) -> None:
         header, buffers = protocol.encode(reply, self.as_ref)
+        size = sum(len(b) for b in buffers)
+        if size > self.max_frame:
+            raise protocol.FrameTooLarge(size, self.max_frame)
         protocol.send_frame(self.sock, header, buffers)
 
     def handle(self, request: dict[str, Any]) -> Any:
@@ -198,6 +203,24 @@ class SolutionServer:
         if op == Op.PROBE:
             return dispatch_probe(request["name"], request.get("args", ()), request.get("kwargs", {}))
         raise ValueError(f"unknown operation {op!r}")
+
+
+def limit_cpu(deadline_s: Any) -> None:
+    """Tie this call's CPU time to its wall-clock deadline: CPU time so far, plus the
+    deadline, plus a little (the hard limit, set at spawn, caps the process's total)."""
+    if not isinstance(deadline_s, (int, float)):
+        return
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(used.ru_utime + used.ru_stime + deadline_s) + 2
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    except (OSError, ValueError):
+        pass
 
 
 def dispatch_probe(name: str, args: Any, kwargs: Any) -> Any:
