@@ -18,7 +18,7 @@ from pathlib import Path
 
 from grader.catalog import Catalog, Exercise
 from grader.results import ExerciseResult
-from grader.runner import RunOptions, run_exercises
+from grader.runner import RunOptions, resolve_isolation, run_exercises
 
 MIN_CHECKS = 3
 MIN_MUTANTS = 3
@@ -37,7 +37,8 @@ class ExerciseVerdict:
 
 
 def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str) -> ExerciseResult:
-    options = RunOptions(mode=mode, solutions=solutions, timeout=None)
+    isolation = resolve_isolation("auto")[0] if mode == "isolated" else "sandbox"
+    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation)
     return run_exercises(catalog, [(exercise, None)], options)[exercise.id]
 
 

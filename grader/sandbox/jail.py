@@ -60,13 +60,15 @@ PR_SET_NO_NEW_PRIVS = 38
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 
 SANDBOX_UID = 64_000  # the solution side's uid when the judge runs as root
-SCRATCH = "/tmp/work"  # each solution process's cwd, $HOME and $TMPDIR (a private tmpfs)
+SCRATCH_MOUNT = "/grade"  # a private tmpfs per solution process, holding its cwd, $HOME and $TMPDIR
+SCRATCH = SCRATCH_MOUNT + "/work"
 SCRATCH_MB = 512
 DEVICES = ["null", "zero", "full", "random", "urandom"]
 SYSTEM_DIRS = ["/usr", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/opt/conda"]
 SIMULATE_UNAVAILABLE = "GRADE_SANDBOX_SIMULATE_UNAVAILABLE"  # tests: behave as if namespaces were off
 
 _libc: Any = None
+_private_tmp = True
 
 
 class JailError(OSError):
@@ -237,6 +239,9 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mkdirs(root + "/tmp")
     os.chmod(root + "/tmp", 0o1777)
+    _mkdirs(root + SCRATCH_MOUNT)
+    global _private_tmp  # a tmpfs on /tmp too, unless it would hide a bound path (solutions in /tmp)
+    _private_tmp = not any(os.path.realpath(p).startswith("/tmp/") for p in plan["binds"])
     # The grader package shows only its sandbox subpackage: an empty __init__ beside it.
     package = plan["package"]
     _mkdirs(root + package)
@@ -318,7 +323,9 @@ def isolate_child() -> int:
     die_with_parent()
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,size={SCRATCH_MB}m")
+    mount("tmpfs", SCRATCH_MOUNT, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,size={SCRATCH_MB}m")
+    if _private_tmp:
+        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SCRATCH_MB}m")
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m")
     os.mkdir(SCRATCH, 0o700)
     _loopback_up()
