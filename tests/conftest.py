@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,3 @@ def solutions_copy(tmp_path: Path) -> Path:
     target = tmp_path / "solutions"
     shutil.copytree(ROOT / "reference", target, ignore=shutil.ignore_patterns("__pycache__"))
     return target
-
-
-@pytest.fixture
-def marker() -> str:
-    """An environment entry that every process of one grade run inherits."""
-    return f"GRADE_TEST_MARK=test-{uuid.uuid4().hex}"
