@@ -61,6 +61,7 @@ def write_track(root: Path, exercise_toml: str) -> Path:
     [
         ('title = "E"\nhint = ["x"]\n', "unknown key 'hint' (did you mean 'hints'?)"),
         ('title = "E"\ntimeout = -1\n', "must be positive"),
+        ('title = "E"\nmax_frame_mb = 0\n', "must be positive"),
         ('title = "E"\n[[mutants]]\nname = "m"\nreplace = "a"\nwith = "b"\n', "missing required key 'misconception'"),
         ("hints = []\n", "missing required key 'title'"),
     ],
@@ -69,6 +70,14 @@ def test_bad_exercise_files_name_file_and_key(tmp_path: Path, toml: str, words: 
     path = write_track(tmp_path, toml)
     with pytest.raises(ConfigError, match=re.escape(words)):
         load_track(path)
+
+
+def test_the_reply_cap_is_set_per_exercise(tmp_path: Path):
+    [exercise] = load_track(write_track(tmp_path, 'title = "E"\nmax_frame_mb = 512\n')).exercises
+    assert exercise.max_frame_mb == 512
+    (tmp_path / "default").mkdir()
+    [exercise] = load_track(write_track(tmp_path / "default", 'title = "E"\n')).exercises
+    assert exercise.max_frame_mb == 256
 
 
 def test_mutant_edits_must_match_exactly_once():
