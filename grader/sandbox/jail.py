@@ -217,8 +217,11 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     for path in SYSTEM_DIRS:
         if os.path.exists(path):
             _bind(root, path)
-    for path in plan["binds"]:
-        _bind(root, path)
+    bound: list[str] = []
+    for path in sorted(plan["binds"]):
+        if not any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound):
+            _bind(root, path)
+            bound.append(path)
     # /dev: a few harmless devices, GPUs when there are any, and a shared-memory mount point.
     _mkdirs(root + "/dev")
     mount("tmpfs", root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k")
@@ -242,9 +245,11 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     _mkdirs(root + SCRATCH_MOUNT)
     global _private_tmp  # a tmpfs on /tmp too, unless it would hide a bound path (solutions in /tmp)
     _private_tmp = not any(os.path.realpath(p).startswith("/tmp/") for p in plan["binds"])
-    # The grader package shows only its sandbox subpackage: an empty __init__ beside it.
+    # The grader package shows only its sandbox subpackage, beside an empty __init__: a
+    # tmpfs hides the rest of it where it is installed inside a bound site-packages.
     package = plan["package"]
     _mkdirs(root + package)
+    mount("tmpfs", root + package, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
     open(os.path.join(root + package, "__init__.py"), "w").close()
     _bind(root, os.path.join(package, "sandbox"))
     _pivot(root)
@@ -252,6 +257,7 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     if real_root:
         _drop_to(plan.get("uid", SANDBOX_UID), plan.get("gid", SANDBOX_UID))
     _map_self()
+    die_with_parent()  # a change of credentials cleared it
 
 
 def enter(plan: dict[str, Any]) -> None:
@@ -301,6 +307,7 @@ def isolate_child() -> int:
     Returns 0 in the solution process (PID 1 of its own namespace). In the intermediate
     process it never returns: it waits and exits as the solution process did.
     """
+    die_with_parent()
     unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
     pid = os.fork()
     if pid != 0:
