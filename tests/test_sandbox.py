@@ -95,3 +95,27 @@ def test_without_namespaces_grading_degrades_to_process_isolation_and_says_so(tm
     assert {c["outcome"] for c in scores["foundations.softmax"]["checks"]} == {"timeout"}
     assert scores["foundations.cross_entropy"]["score"] == scores["foundations.cross_entropy"]["max_score"]
     assert run_leftovers(proc) == []
+
+
+def test_each_call_gets_cpu_time_tied_to_its_deadline():
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from grader.sandbox.server import limit_cpu\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (1000, 1000))\n"
+        "limit_cpu(3.0)\n"
+        "print(*resource.getrlimit(resource.RLIMIT_CPU))\n"
+    )
+    soft, hard = map(int, subprocess.check_output([sys.executable, "-c", code], text=True).split())
+    assert hard == 1000 and 5 <= soft <= 10  # CPU used so far (about a second), the deadline, 2 s more
+
+
+def test_the_zygote_imports_torch_only_inside_the_jail():
+    """A user namespace cannot be entered by a process with threads, which torch may start."""
+    import subprocess
+    import sys
+
+    code = "import sys, grader.sandbox.zygote, grader.sandbox.jail; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["False", "False"]

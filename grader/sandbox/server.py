@@ -159,7 +159,7 @@ class SolutionServer:
         for key, value in vars(module).items():
             if not key.startswith("_") and not isinstance(value, types.ModuleType):
                 names[key] = "callable" if callable(value) else "data"
-        self.send({"ready": {"names": names}})
+        self.send({Reply.READY: {"names": names}})
         while True:
             try:
                 header, buffers = protocol.recv_frame(self.sock)
@@ -169,10 +169,10 @@ class SolutionServer:
                 request = protocol.decode(header, buffers, self.from_ref)
                 limit_cpu(request.get("deadline_s") if isinstance(request, dict) else None)
                 result = self.handle(request)
-                reply: dict[str, Any] = {"ok": result}
+                reply: dict[str, Any] = {Reply.OK: result}
             except BaseException as exc:  # the student's failures are data for the judge
-                reply = {"error": self.error_payload(exc)}
-            reply["output"] = self.output.take()
+                reply = {Reply.ERROR: self.error_payload(exc)}
+            reply[Reply.OUTPUT] = self.output.take()
             try:
                 self.send(reply)
             except protocol.WireError as exc:
@@ -239,6 +239,6 @@ def run(sock: Any, request: dict[str, Any]) -> None:
         guards.install(request.get("forbidden", []), f"{request['track']}.{request['name']}", server.is_student_file)
         module = server.import_student()
     except BaseException as exc:
-        server.send({"import_error": server.import_error(exc), "output": server.output.take()})
+        server.send({Reply.IMPORT_ERROR: server.import_error(exc), Reply.OUTPUT: server.output.take()})
         return
     server.serve(module)

@@ -151,6 +151,7 @@ def main() -> None:
     import torch  # noqa: F401
 
     import grader.sandbox.server  # noqa: F401
+    from grader.sandbox.protocol import ZygoteOp  # only now: it imports torch, after the jail is built
 
     statuses: dict[int, int] = {}
 
@@ -179,9 +180,9 @@ def main() -> None:
             request = json.loads(line)
             reap()
             op = request["op"]
-            if op == "exit":
+            if op == ZygoteOp.EXIT:
                 return
-            if op == "spawn":
+            if op == ZygoteOp.SPAWN:
                 for module in request.get("preload", []):
                     try:
                         __import__(module)
@@ -200,7 +201,7 @@ def main() -> None:
                 os.close(wire_fd)
                 os.close(capture_fd)
                 send(control, {"pid": pid})
-            elif op == "kill":
+            elif op == ZygoteOp.KILL:
                 pid = int(request["pid"])
                 if sandboxed:  # its namespace's PID 1 dies with it, and with that everything inside
                     try:
@@ -210,7 +211,7 @@ def main() -> None:
                 else:
                     kill_tree(pid)
                 send(control, {"killed": pid})
-            elif op == "wait":
+            elif op == ZygoteOp.WAIT:
                 end = time.monotonic() + float(request.get("timeout", 0))
                 pid = int(request["pid"])
                 while pid not in statuses and time.monotonic() < end:
