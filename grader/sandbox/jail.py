@@ -62,6 +62,7 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "r
 SANDBOX_UID = 64_000  # the solution side's uid when the judge runs as root
 SCRATCH_MOUNT = "/grade"  # a private tmpfs per solution process, holding its cwd, $HOME and $TMPDIR
 SCRATCH = SCRATCH_MOUNT + "/work"
+ZYGOTE_TMP = SCRATCH_MOUNT + "/zygote"  # the zygote's own scratch, hidden from each child by its tmpfs
 SCRATCH_MB = 512
 DEVICES = ["null", "zero", "full", "random", "urandom"]
 SYSTEM_DIRS = ["/usr", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/opt/conda"]
@@ -243,6 +244,9 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     _mkdirs(root + "/tmp")
     os.chmod(root + "/tmp", 0o1777)
     _mkdirs(root + SCRATCH_MOUNT)
+    mount("tmpfs", root + SCRATCH_MOUNT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
+    _mkdirs(root + ZYGOTE_TMP)
+    os.chmod(root + ZYGOTE_TMP, 0o1777)
     global _private_tmp  # a tmpfs on /tmp too, unless it would hide a bound path (solutions in /tmp)
     _private_tmp = not any(os.path.realpath(p).startswith("/tmp/") for p in plan["binds"])
     # The grader package shows only its sandbox subpackage, beside an empty __init__: a

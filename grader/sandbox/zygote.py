@@ -147,6 +147,7 @@ def main() -> None:
             send(control, {"failed": f"the sandbox could not be built: {e}"})
             return
         sys.path[:] = [p for p in sys.path if p and os.path.isdir(p)]
+        os.environ["TMPDIR"] = jail.ZYGOTE_TMP  # what preloaded libraries cache; no child sees it
     import numpy  # noqa: F401
     import torch  # noqa: F401
 
@@ -186,7 +187,7 @@ def main() -> None:
                 for module in request.get("preload", []):
                     try:
                         __import__(module)
-                    except ImportError:
+                    except Exception:
                         pass  # the child's own import will report it
                 wire_fd, capture_fd = fds.pop(0), fds.pop(0)
                 pid = os.fork()
