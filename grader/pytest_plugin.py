@@ -10,6 +10,7 @@ its tests these fixtures:
     mistakes   `mistakes(lambda m: m.f(x))` -> what each known mistake returns, for diagnosis
     exercise   the `grader.catalog.Exercise`
     figures    a dict the check fills with measured figures (reported with the result)
+    shared_dir a directory for files the check hands to the solution (read-only to it)
 
 and these markers: `points(n)`, `hidden`, `gpu`, `perf`, `timeout(seconds)`.
 
@@ -70,6 +71,7 @@ class GradeSession:
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
     trusted: TrustedCode = field(init=False)
     pool: Any = field(init=False, default=None)
+    shared: Path | None = field(init=False, default=None)  # files checks hand to solutions
 
     def __post_init__(self) -> None:
         self.trusted = TrustedCode(self.catalog, self.mode == "isolated" or self.solutions is None)
@@ -94,14 +96,20 @@ class GradeSession:
         from grader.solutions import SandboxPlan
 
         solutions = sorted({self.solutions_dir(e) for e in exercises})
+        if self.shared is not None:
+            solutions.append(self.shared)
         hidden = [t.directory for t in self.catalog.tracks] + [t.reference.parent for t in self.catalog.tracks]
         return SandboxPlan(self.isolation, solutions, hidden)
 
     def start(self, exercises: list[Exercise]) -> None:
         """Start the zygote before the first check, so no check's time includes it."""
         if self.mode == "isolated" and self.pool is None:
+            import tempfile
+
             from grader.solutions import SolutionPool
 
+            self.shared = Path(tempfile.mkdtemp(prefix="grade-shared-"))
+            self.shared.chmod(0o755)
             self.pool = SolutionPool(self.sandbox_plan(exercises), self.threads)
             self.pool.start()
 
@@ -134,6 +142,11 @@ class GradeSession:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        if self.shared is not None:
+            import shutil
+
+            shutil.rmtree(self.shared, ignore_errors=True)
+            self.shared = None
 
     # --- judge side -------------------------------------------------------------------
 
@@ -379,6 +392,28 @@ def mistakes(request: pytest.FixtureRequest) -> Any:
 
     modules = get_session(request.config).mutants_for(_state(request).exercise)
     return lambda call: Mistakes(modules, call)
+
+
+@pytest.fixture
+def shared_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh directory for files the check hands to the solution (a token file to memmap).
+
+    The solution process sees it at the same path, read-only; nothing else of the judge's
+    files is visible in the sandbox. Removed after the check.
+    """
+    grade = get_session(request.config)
+    if grade.shared is None:  # direct mode: everything is visible anyway
+        yield tmp_path
+        return
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(dir=grade.shared, prefix=f"{_state(request).exercise.id}."))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -16,7 +16,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, exercise_scores, load_results, processes_with_marker, run_grade, run_leftovers
+from helpers import (
+    ROOT,
+    exercise_scores,
+    load_results,
+    processes_with_marker,
+    run_grade,
+    run_leftovers,
+)
 
 TARGETS = ["foundations.softmax", "foundations.cross_entropy"]
 TIMEOUT_S = 3.0

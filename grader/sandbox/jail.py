@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import platform
 import signal
@@ -69,7 +68,7 @@ SYSTEM_DIRS = ["/usr", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/
 SIMULATE_UNAVAILABLE = "GRADE_SANDBOX_SIMULATE_UNAVAILABLE"  # tests: behave as if namespaces were off
 
 _libc: Any = None
-_private_tmp = True
+_tmp_binds: list[str] = []
 
 
 class JailError(OSError):
@@ -95,7 +94,9 @@ def unshare(flags: int) -> None:
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: None if s is None else s.encode())
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else s.encode()
+
     _check(
         libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
         f"mount {source or fstype} on {target}",
@@ -243,12 +244,12 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mkdirs(root + "/tmp")
     os.chmod(root + "/tmp", 0o1777)
+    global _tmp_binds  # bound paths under /tmp, re-bound above each solution's private /tmp
+    _tmp_binds = [p for p in bound if os.path.realpath(p).startswith("/tmp/")]
     _mkdirs(root + SCRATCH_MOUNT)
     mount("tmpfs", root + SCRATCH_MOUNT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m")
     _mkdirs(root + ZYGOTE_TMP)
     os.chmod(root + ZYGOTE_TMP, 0o1777)
-    global _private_tmp  # a tmpfs on /tmp too, unless it would hide a bound path (solutions in /tmp)
-    _private_tmp = not any(os.path.realpath(p).startswith("/tmp/") for p in plan["binds"])
     # The grader package shows only its sandbox subpackage, beside an empty __init__: a
     # tmpfs hides the rest of it where it is installed inside a bound site-packages.
     package = plan["package"]
@@ -335,8 +336,14 @@ def isolate_child() -> int:
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     mount("tmpfs", SCRATCH_MOUNT, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0700,size={SCRATCH_MB}m")
-    if _private_tmp:
-        mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SCRATCH_MB}m")
+    # A private /tmp; what was bound beneath it (solutions in /tmp) is bound again on top,
+    # from descriptors opened before the tmpfs hid it.
+    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in _tmp_binds if os.path.isdir(path)]
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={SCRATCH_MB}m")
+    for path, fd in kept:
+        os.makedirs(path, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m")
     os.mkdir(SCRATCH, 0o700)
     _loopback_up()
@@ -359,7 +366,3 @@ def drop_privileges() -> None:
     data = (Data * 2)()
     _check(libc().capset(ctypes.byref(header), ctypes.byref(data)), "capset")
     _check(libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-
-
-def describe(plan: dict[str, Any]) -> str:
-    return json.dumps(plan)

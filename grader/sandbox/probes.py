@@ -14,7 +14,6 @@ such exemption, whether it calls a probe or is called by one.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import operator
 from collections.abc import Callable

@@ -152,7 +152,9 @@ def main() -> None:
     import torch  # noqa: F401
 
     import grader.sandbox.server  # noqa: F401
-    from grader.sandbox.protocol import ZygoteOp  # only now: it imports torch, after the jail is built
+    from grader.sandbox.protocol import (
+        ZygoteOp,  # only now: it imports torch, after the jail is built
+    )
 
     statuses: dict[int, int] = {}
 

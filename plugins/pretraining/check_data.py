@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import tempfile
-from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
@@ -236,37 +234,37 @@ def memmap_program(path: str, dtype: str | None, batch_size: int, context_length
 
 
 @pytest.mark.points(2)
-def test_load_tokens_memmap_and_get_batch(solution, rng, mistakes):
+def test_load_tokens_memmap_and_get_batch(solution, rng, mistakes, shared_dir):
     # Files as a data pipeline writes them: np.array(ids, dtype=...).tofile(path). The default
-    # dtype (uint16) and an explicit "int32" for ids above 65535.
-    with tempfile.TemporaryDirectory(prefix="grade-tokens-") as tmp:
-        for dtype, data, batch_size, context_length in (
-            (None, permutation_data(rng, 3000), 12, 64),
-            ("int32", permutation_data(rng, 700, np.int32), 7, 20),
-        ):
-            path = str(Path(tmp) / f"train_{data.dtype}.bin")
-            data.tofile(path)
-            seed = int(rng.np.integers(0, 2**31))
-            call = "load_tokens(path)" if dtype is None else f"load_tokens(path, dtype={dtype!r})"
-            what = f"{call} on a file written by np.array(ids, dtype=np.{data.dtype}).tofile(path) ({len(data)} tokens)"
-            program = memmap_program(path, dtype, batch_size, context_length, seed)
-            kind, writeable, dtype_str, shape, contents, got = probes.run_program(solution, program, [2, 4, 6, 7, 0, 8])
-            check(kind == "memmap",
-                  f"{what}: returned a {kind}, expected a numpy.memmap: np.memmap(path, dtype=dtype, mode='r') maps the "
-                  "file instead of reading all of it into memory (np.fromfile and np.load read the whole file)")
-            check(dtype_str == data.dtype.str,
-                  f"{what}: the memmap's dtype is {np.dtype(dtype_str)}, expected {data.dtype}: pass `dtype` to np.memmap")
-            check(tuple(shape) == data.shape, f"{what}: the memmap's shape is {tuple(shape)}, expected {data.shape}")
-            check(not writeable,
-                  f"{what}: the memmap is writable: np.memmap's default mode is 'r+', which opens the token file for "
-                  "writing; open it read-only with mode='r'")
-            # A copy: in direct mode `contents` is the read-only memmap itself.
-            assert_equal(np.array(contents), data, name=f"{what}: the memmap's contents vs the ids written")
-            call = f"get_batch({call}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
-            _xy(got, call, batch_size, context_length)
-            assert_equal(tuple(got), expected_batch(data, batch_size, context_length, seed), name=f"{call} (items: x, y)",
-                         mistakes=mistakes(lambda m, d=data, b=batch_size, c=context_length, s=seed:
-                                           tuple(m.get_batch(d, b, c, s))))
+    # dtype (uint16) and an explicit "int32" for ids above 65535. The solution reads them
+    # from shared_dir, the one directory of the judge's that its sandbox shows it.
+    for dtype, data, batch_size, context_length in (
+        (None, permutation_data(rng, 3000), 12, 64),
+        ("int32", permutation_data(rng, 700, np.int32), 7, 20),
+    ):
+        path = str(shared_dir / f"train_{data.dtype}.bin")
+        data.tofile(path)
+        seed = int(rng.np.integers(0, 2**31))
+        call = "load_tokens(path)" if dtype is None else f"load_tokens(path, dtype={dtype!r})"
+        what = f"{call} on a file written by np.array(ids, dtype=np.{data.dtype}).tofile(path) ({len(data)} tokens)"
+        program = memmap_program(path, dtype, batch_size, context_length, seed)
+        kind, writeable, dtype_str, shape, contents, got = probes.run_program(solution, program, [2, 4, 6, 7, 0, 8])
+        check(kind == "memmap",
+              f"{what}: returned a {kind}, expected a numpy.memmap: np.memmap(path, dtype=dtype, mode='r') maps the "
+              "file instead of reading all of it into memory (np.fromfile and np.load read the whole file)")
+        check(dtype_str == data.dtype.str,
+              f"{what}: the memmap's dtype is {np.dtype(dtype_str)}, expected {data.dtype}: pass `dtype` to np.memmap")
+        check(tuple(shape) == data.shape, f"{what}: the memmap's shape is {tuple(shape)}, expected {data.shape}")
+        check(not writeable,
+              f"{what}: the memmap is writable: np.memmap's default mode is 'r+', which opens the token file for "
+              "writing; open it read-only with mode='r'")
+        # A copy: in direct mode `contents` is the read-only memmap itself.
+        assert_equal(np.array(contents), data, name=f"{what}: the memmap's contents vs the ids written")
+        call = f"get_batch({call}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
+        _xy(got, call, batch_size, context_length)
+        assert_equal(tuple(got), expected_batch(data, batch_size, context_length, seed), name=f"{call} (items: x, y)",
+                     mistakes=mistakes(lambda m, d=data, b=batch_size, c=context_length, s=seed:
+                                       tuple(m.get_batch(d, b, c, s))))
 
 
 def test_get_batch_edge_cases(solution, rng, mistakes):
