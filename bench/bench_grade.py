@@ -2,6 +2,7 @@
 pytest on the same checks (direct mode), measured in the same run.
 
     python bench/bench_grade.py [--repeat 3] [foundations] [tokenization attention ...]
+    python bench/bench_grade.py foundations.softmax        # one exercise
 
 Prints the median wall time of each and their ratio (isolated / direct).
 """
@@ -27,14 +28,20 @@ def timed(cmd: list[str]) -> float:
     return elapsed
 
 
+def direct_path(target: str) -> str:
+    """The check files pytest runs in direct mode for a track or an exercise id."""
+    track, _, name = target.partition(".")
+    return f"plugins/{track}/check_{name}.py" if name else f"plugins/{track}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("tracks", nargs="*", default=["foundations"])
+    parser.add_argument("tracks", nargs="*", default=["foundations"], help="tracks or exercise ids")
     args = parser.parse_args()
     isolated_cmd = [sys.executable, "-c", "from grader.cli import main; main()",
                     "--solutions", "reference", *args.tracks, "-q", "--fail-under", "100"]
-    direct_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *[f"plugins/{t}" for t in args.tracks]]
+    direct_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *[direct_path(t) for t in args.tracks]]
     isolated, direct = [], []
     for _ in range(args.repeat):  # interleaved, so drift in machine load hits both alike
         direct.append(timed(direct_cmd))

@@ -29,6 +29,7 @@ import ctypes
 import errno
 import os
 import platform
+import resource
 import signal
 import socket
 import struct
@@ -275,35 +276,30 @@ def enter(plan: dict[str, Any]) -> None:
     if not real_root:
         _map_self()
     unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
-    ready_r, ready_w = os.pipe()
     pid = os.fork()
-    if pid != 0:  # the waiter: keeps nothing open but its wait
-        os.close(ready_w)
-        for fd in plan.get("close_in_waiter", []):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    if pid != 0:  # the waiter: keeps nothing open, and exits as the zygote does
+        _close_all_but_stdio()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        os.read(ready_r, 1)
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
-    os.close(ready_r)
+        _exit_as(pid)
     die_with_parent()
-    try:
-        build_root(plan, real_root)
-    except BaseException:
-        os.close(ready_w)
-        raise
-    os.close(ready_w)
+    build_root(plan, real_root)
 
 
 # --- each solution process ---------------------------------------------------------------------
+
+
+def _close_all_but_stdio() -> None:
+    os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _exit_as(pid: int) -> None:
+    """Wait for `pid`, then end this process the way it ended (the same signal or code)."""
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
 
 
 def isolate_child() -> int:
@@ -315,23 +311,9 @@ def isolate_child() -> int:
     die_with_parent()
     unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC)
     pid = os.fork()
-    if pid != 0:
-        for fd in range(3, 1024):  # hold nothing of the solution's (its wire, its capture)
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+    if pid != 0:  # hold nothing of the solution's (its wire, its capture), and exit as it does
+        _close_all_but_stdio()
+        _exit_as(pid)
     die_with_parent()
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)

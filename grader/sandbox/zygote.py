@@ -142,7 +142,7 @@ def main() -> None:
     sandboxed = plan["isolation"] == "sandbox"
     if sandboxed:
         try:
-            jail.enter({**plan, "close_in_waiter": [control.fileno()]})
+            jail.enter(plan)
         except OSError as e:
             send(control, {"failed": f"the sandbox could not be built: {e}"})
             return
