@@ -126,7 +126,11 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
     finally:
         term.stop()
     for fmt, path in report_specs:
-        available[fmt](result, path)
+        try:
+            available[fmt](result, path)
+        except OSError as e:
+            raise ConfigError(f"the {fmt} report could not be written to {path}: {e.strerror or e}; "
+                              "choose a path you can write.") from None
     plugins.run_finished(result)
     state = ProgressState(config.state_dir)
     state.record(result)

@@ -91,3 +91,11 @@ def test_parallel_jobs_give_the_same_scores(tmp_path: Path):
     assert a.returncode == b.returncode == 0, a.stderr + b.stderr
     assert exercise_scores(load_results(one)) == exercise_scores(load_results(two))
     assert [e["id"] for e in json.loads(two.read_text())["tracks"][0]["exercises"]] == targets
+
+
+def test_an_unwritable_report_path_is_a_sentence_not_a_crash(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    proc = run_grade("--solutions", "reference", "foundations.softmax", "-q",
+                     "--report", f"json:{tmp_path / 'a_file' / 'r.json'}")
+    assert proc.returncode == 2
+    assert "could not be written" in proc.stderr and "Traceback" not in proc.stderr
