@@ -19,6 +19,9 @@ CATALOG = GradePlugins(load_config(ROOT)).catalog()
 # Self-checks dominate the suite's time: run them on every core, in worker processes
 # (`grade check -j`), while each exercise keeps a test of its own.
 JOBS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# Self-checks over 30 s on 2 cores (every known mistake reruns a training loop or a
+# tokenizer trainer): `pytest -m slow`, which .ci/run runs, keeps the default run short.
+SLOW_SELF_CHECKS = {"pretraining.train_loop", "foundations.optimizers", "tokenization.bpe_train"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,8 @@ def verdicts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     pending.close()  # a partial run (-k, -x) stops the workers instead of finishing every check
 
 
-@pytest.mark.parametrize("exercise_id", [e.id for e in CATALOG.exercises])
+@pytest.mark.parametrize("exercise_id", [
+    pytest.param(e.id, marks=[pytest.mark.slow] if e.id in SLOW_SELF_CHECKS else []) for e in CATALOG.exercises])
 def test_exercise_is_sound(exercise_id: str, verdicts: dict[str, Any]):
     verdict = verdicts["get"](exercise_id)
     assert verdict.ok, "\n".join(verdict.lines + ["problems:"] + verdict.problems)
