@@ -101,9 +101,12 @@ class GradeSession:
         hidden = [t.directory for t in self.catalog.tracks] + [t.reference.parent for t in self.catalog.tracks]
         return SandboxPlan(self.isolation, solutions, hidden)
 
-    def start(self, exercises: list[Exercise]) -> None:
-        """Start the zygote before the first check, so no check's time includes it."""
-        if self.mode == "isolated" and self.pool is None:
+    def start(self, exercises: list[Exercise], wait: bool = True) -> None:
+        """Start the zygote before the first check, so no check's time includes it; with
+        wait=False, `start` again (or the first call) waits for it."""
+        if self.mode == "isolated" and self.pool is not None:
+            self.pool.start(wait)
+        elif self.mode == "isolated":
             import tempfile
 
             from grader.solutions import SolutionPool
@@ -111,7 +114,7 @@ class GradeSession:
             self.shared = Path(tempfile.mkdtemp(prefix="grade-shared-"))
             self.shared.chmod(0o755)
             self.pool = SolutionPool(self.sandbox_plan(exercises), self.threads)
-            self.pool.start()
+            self.pool.start(wait)
 
     def solution_for(self, exercise: Exercise) -> Any:
         if self.mode == "direct":

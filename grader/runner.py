@@ -142,18 +142,22 @@ def run_exercises(
     injector = _Injector(session, on_check, finish)
     checks = [c for e, _ in selection for c in e.checks if c.is_file()]
     root = catalog.tracks[0].directory.parent if catalog.tracks else Path.cwd()
-    import torch
-
-    judge_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    exercises = [e for e, _ in selection]
+    judge_threads = None
     try:
         if checks:
-            session.trusted.load([e for e, _ in selection])
-            session.start([e for e, _ in selection])
+            session.start(exercises, wait=False)  # the zygote imports torch while the judge does
+            import torch
+
+            judge_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            session.trusted.load(exercises)
+            session.start(exercises)
             pytest.main(_pytest_args(checks, root), plugins=[injector])
     finally:
         session.close()
-        torch.set_num_threads(judge_threads)
+        if judge_threads is not None:
+            torch.set_num_threads(judge_threads)
     for exercise, _ in selection:  # exercises none of whose checks ran (all deselected, or broken)
         if exercise.id not in out:
             finish(exercise.id)

@@ -79,7 +79,7 @@ class SandboxPlan:
 
     `solutions` are bound read-only; so are the Python installation and every entry of the
     judge's `sys.path` that does not hold a `hidden` path (the project, the references,
-    the plugins, the state file, the judge's home and working directory).
+    the plugins, the state file, the judge's home, working directory and temporary directory).
     """
 
     isolation: str  # "sandbox" or "process"
@@ -87,7 +87,10 @@ class SandboxPlan:
     hidden: list[Path] = field(default_factory=list)
 
     def binds(self) -> list[str]:
-        hidden = [p.resolve() for p in self.hidden] + [Path.cwd().resolve(), Path.home().resolve()]
+        # The temporary directory holds the sandbox's own root and other runs' files: a
+        # script run from there puts it on sys.path, and it must not be bound whole.
+        hidden = [p.resolve() for p in self.hidden] + [Path.cwd().resolve(), Path.home().resolve(),
+                                                       Path(tempfile.gettempdir()).resolve()]
         candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
         out = []
         for entry in sorted(c for c in candidates if c and os.path.isdir(c)):
@@ -115,14 +118,21 @@ class Zygote:
         self.isolation = plan.isolation
         self._buffer = b""
         self._root: str | None = None
+        self._ready = False
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it: it imports torch while the judge does."""
         if self.proc is not None and self.proc.poll() is None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._root = tempfile.mkdtemp(prefix="grade-root-")
         from grader.sandbox.zygote import BOOT
 
+        self._ready = False
         self.proc = subprocess.Popen(
             # The judge's pid in the command line lets anyone see which run a process belongs to.
             [sys.executable, "-c", BOOT, str(Path(__file__).resolve().parent.parent), str(theirs.fileno()),
@@ -134,12 +144,18 @@ class Zygote:
         )
         theirs.close()
         self.control = ours
+
+    def wait_ready(self) -> None:
+        """Wait for the launched process to say it is ready (or why it is not)."""
+        if self._ready:
+            return
         reply = self._recv(ZYGOTE_START_S)
         if reply is None or "ready" not in reply:
             why = (reply or {}).get("failed", "it exited before saying it was ready")
             self.close()
             raise RuntimeError(f"the grader's zygote process failed to start: {why}")
         self.isolation = reply.get("isolation", self.plan.isolation)
+        self._ready = True
 
     def _recv(self, timeout: float) -> dict[str, Any] | None:
         assert self.control is not None
@@ -158,7 +174,7 @@ class Zygote:
     def _request(self, message: dict[str, Any], fds: list[int] = (), timeout: float = 30.0) -> dict[str, Any]:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = None
-            self.start()
+        self.start()
         assert self.control is not None
         socket.send_fds(self.control, [json.dumps(message).encode() + b"\n"], list(fds))
         reply = self._recv(timeout)
@@ -444,11 +460,14 @@ class SolutionPool:
     def isolation(self) -> str:
         return self.zygote.isolation if self.zygote is not None else self.plan.isolation
 
-    def start(self) -> None:
-        """Start the zygote before the first check, so no check's time includes it."""
+    def start(self, wait: bool = True) -> None:
+        """Start the zygote before the first check, so no check's time includes it; with
+        wait=False it imports torch while the judge goes on, until `wait_ready`."""
         if self.zygote is None:
             self.zygote = Zygote(self.plan)
-            self.zygote.start()
+            self.zygote.launch()
+        if wait:
+            self.zygote.wait_ready()
 
     def handle(self, exercise: Any, solutions: Path, display_root: Path, timeout: float) -> SolutionHandle:
         handle = self.handles.get(exercise.id)

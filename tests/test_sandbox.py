@@ -119,3 +119,19 @@ def test_the_zygote_imports_torch_only_inside_the_jail():
 
     code = "import sys, grader.sandbox.zygote, grader.sandbox.jail; print('torch' in sys.modules, 'numpy' in sys.modules)"
     assert subprocess.check_output([sys.executable, "-c", code], text=True).split() == ["False", "False"]
+
+
+def test_the_temporary_directory_and_its_parents_are_never_bound_whole(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # `python /tmp/script.py` puts /tmp on sys.path; binding it would show other runs'
+    # files, and the sandbox's own root lives there.
+    import tempfile
+
+    from grader.solutions import SandboxPlan
+
+    tmp = str(Path(tempfile.gettempdir()).resolve())
+    inside = tmp_path / "site"
+    inside.mkdir()
+    monkeypatch.setattr("sys.path", [tmp, "/", str(inside)])
+    binds = SandboxPlan("sandbox", [ROOT / "reference"]).binds()
+    assert tmp not in binds and "/" not in binds
+    assert str(inside.resolve()) in binds

@@ -24,10 +24,8 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
-
-import numpy as np
-import torch
 
 MAX_HEADER = 64 << 20
 MAX_BUFFERS = 1 << 16
@@ -75,16 +73,25 @@ class ZygoteOp:
     KILL = "kill"  # {"pid"}: kill a solution process and everything it started
     EXIT = "exit"
 
-TENSOR_DTYPES = {
-    name: getattr(torch, name)
-    for name in (
-        "float64", "float32", "float16", "bfloat16", "complex64", "complex128",
-        "int64", "int32", "int16", "int8", "uint8", "bool",
-        "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2",
-    )
-    if hasattr(torch, name)
-}
-TENSOR_DTYPE_NAMES = {v: k for k, v in TENSOR_DTYPES.items()}
+@cache
+def _libs() -> tuple[Any, Any, dict[str, Any], dict[Any, str]]:
+    """numpy, torch and the tensor dtypes the wire carries, imported on first use, so
+    that naming the operations (the judge starting its zygote) does not wait for torch."""
+    import numpy as np
+    import torch
+
+    dtypes = {
+        name: getattr(torch, name)
+        for name in (
+            "float64", "float32", "float16", "bfloat16", "complex64", "complex128",
+            "int64", "int32", "int16", "int8", "uint8", "bool",
+            "uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2",
+        )
+        if hasattr(torch, name)
+    }
+    return np, torch, dtypes, {v: k for k, v in dtypes.items()}
+
+
 NUMPY_KINDS = set("biufc")
 
 
@@ -102,6 +109,7 @@ class Ref:
 
 def encode(value: Any, as_ref: Callable[[Any], dict[str, Any]]) -> tuple[Any, list[bytes]]:
     """Turn `value` into (JSON-able header, buffers). `as_ref(obj)` handles non-data objects."""
+    np, torch, _, TENSOR_DTYPE_NAMES = _libs()
     buffers: list[bytes] = []
 
     def enc(v: Any, depth: int) -> Any:
@@ -138,7 +146,7 @@ def encode(value: Any, as_ref: Callable[[Any], dict[str, Any]]) -> tuple[Any, li
             return {"$dict": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
         return as_ref(v)
 
-    def enc_tensor(t: torch.Tensor) -> Any:
+    def enc_tensor(t: Any) -> Any:
         t = torch.Tensor.detach(t)
         if t.layout != torch.strided or t.device.type == "meta":
             raise WireError(f"cannot send a {t.layout} tensor on device {t.device}")
@@ -153,7 +161,7 @@ def encode(value: Any, as_ref: Callable[[Any], dict[str, Any]]) -> tuple[Any, li
             "shape": list(t.shape),
         }
 
-    def enc_array(a: np.ndarray, scalar: bool) -> Any:
+    def enc_array(a: Any, scalar: bool) -> Any:
         buffers.append(a.tobytes(order="C"))
         return {"$ndarray": len(buffers) - 1, "dtype": a.dtype.str, "shape": list(a.shape), "scalar": scalar}
 
@@ -165,6 +173,7 @@ def encode(value: Any, as_ref: Callable[[Any], dict[str, Any]]) -> tuple[Any, li
 
 def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) -> Any:
     """Rebuild a value from the wire; every object is a plain builtin, tensor or array."""
+    np, torch, TENSOR_DTYPES, _ = _libs()
 
     def buf(i: Any) -> bytes:
         if type(i) is not int or not 0 <= i < len(buffers):
