@@ -99,7 +99,8 @@ class GradeSession:
         if self.shared is not None:
             solutions.append(self.shared)
         hidden = [t.directory for t in self.catalog.tracks] + [t.reference.parent for t in self.catalog.tracks]
-        return SandboxPlan(self.isolation, solutions, hidden)
+        preload = list(dict.fromkeys(m for e in exercises for m in e.preload))
+        return SandboxPlan(self.isolation, solutions, hidden, preload)
 
     def start(self, exercises: list[Exercise], wait: bool = True) -> None:
         """Start the zygote before the first check, so no check's time includes it; with

@@ -111,6 +111,7 @@ def run_exercises(
 
     from grader.pytest_plugin import GradeSession
 
+    threads = max(1, available_cores() // max(1, options.jobs))
     session = GradeSession(
         catalog=catalog,
         mode=options.mode,
@@ -119,9 +120,9 @@ def run_exercises(
         salt=options.salt,
         hidden=options.hidden,
         timeout=options.timeout,
-        # Checks use tiny tensors: a second thread per process only adds contention, and
-        # with -j N the processes already share the cores.
-        threads=1,
+        # A call is synchronous: the judge waits while the solution computes and the other
+        # way round, so each may use the cores that this run's share (-j N splits them).
+        threads=threads,
         only={e.id: checks for e, checks in selection},
         isolation=options.isolation,
     )
@@ -150,7 +151,7 @@ def run_exercises(
             import torch
 
             judge_threads = torch.get_num_threads()
-            torch.set_num_threads(1)
+            torch.set_num_threads(threads)
             session.trusted.load(exercises)
             session.start(exercises)
             pytest.main(_pytest_args(checks, root), plugins=[injector])
@@ -162,6 +163,10 @@ def run_exercises(
         if exercise.id not in out:
             finish(exercise.id)
     return out
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def resolve_isolation(requested: str) -> tuple[str, str]:

@@ -85,6 +85,9 @@ class SandboxPlan:
     isolation: str  # "sandbox" or "process"
     solutions: list[Path]
     hidden: list[Path] = field(default_factory=list)
+    # Modules the zygote imports once it is ready, while the judge collects its checks,
+    # so that no exercise's first call waits for them (each spawn still asks for its own).
+    preload: list[str] = field(default_factory=list)
 
     def binds(self) -> list[str]:
         # The temporary directory holds the sandbox's own root and other runs' files: a
@@ -104,6 +107,7 @@ class SandboxPlan:
             "isolation": self.isolation,
             "root": root,
             "binds": self.binds(),
+            "preload": self.preload,
             "package": str(Path(__file__).resolve().parent),
         })
 

@@ -169,6 +169,7 @@ def main() -> None:
             statuses[pid] = status
 
     send(control, {"ready": os.getpid(), "isolation": plan["isolation"]})
+    preload(plan.get("preload", []))  # while the judge collects its checks
     buffer = b""
     while True:
         try:
@@ -186,11 +187,7 @@ def main() -> None:
             if op == ZygoteOp.EXIT:
                 return
             if op == ZygoteOp.SPAWN:
-                for module in request.get("preload", []):
-                    try:
-                        __import__(module)
-                    except Exception:
-                        pass  # the child's own import will report it
+                preload(request.get("preload", []))
                 wire_fd, capture_fd = fds.pop(0), fds.pop(0)
                 pid = os.fork()
                 if pid == 0:
@@ -222,6 +219,15 @@ def main() -> None:
                     reap()
                 status = statuses.pop(pid, None)
                 send(control, {"status": status})
+
+
+def preload(modules: list[str]) -> None:
+    """Import what solutions will need, once, so that every fork starts with it."""
+    for module in modules:
+        try:
+            __import__(module)
+        except Exception:
+            pass  # the child's own import will report it
 
 
 BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from grader.sandbox.zygote import main; main()"
