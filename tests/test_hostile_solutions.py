@@ -380,7 +380,10 @@ def softmax(x, dim=-1, keepdim=False):
         except OSError:
             pass
     reachable = 0  # any process at all that a signal could reach (signal 0 only asks)
+    own_threads = {int(t) for t in os.listdir("/proc/self/task")}  # kill() takes their ids too
     for p in range(2, 1 << 16):
+        if p in own_threads:
+            continue
         try:
             os.kill(p, 0)
             reachable += 1
