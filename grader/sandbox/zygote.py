@@ -185,7 +185,7 @@ def main() -> None:
             reap()
             op = request["op"]
             if op == ZygoteOp.EXIT:
-                return
+                os._exit(0)  # nothing to flush; tearing torch down took a third of a second
             if op == ZygoteOp.SPAWN:
                 preload(request.get("preload", []))
                 wire_fd, capture_fd = fds.pop(0), fds.pop(0)
