@@ -3,6 +3,7 @@
     grade [TARGET...]        grade the curriculum, a track, an exercise or one check
     grade list               every exercise with its last status
     grade hint EXERCISE      the next hint for an exercise
+    grade watch [TARGET...]  re-grade each exercise as it is saved, then move on
     grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
     grade plugins            loaded plugins and the hooks each implements
 
@@ -178,6 +179,34 @@ def hint_command(exercise: str) -> None:
     click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}:\n\n{ex.hints[index]}")
     if index + 1 < len(ex.hints):
         click.echo(f"\nAsk again for the next one: grade hint {ex.id}")
+
+
+@cli.command("watch")
+@click.argument("targets", nargs=-1)
+@click.option("--solutions", type=click.Path(file_okay=False, path_type=Path), help="Directory of solutions (default: exercises/).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds allowed per call into a solution.")
+@click.option("--isolation", type=click.Choice(["auto", "strict", "process"]), default="auto", show_default=True,
+              help="As for grading: strict refuses to grade without the sandbox.")
+def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: float | None, isolation: str) -> None:
+    """Re-grade each exercise as you save it, and move on when it passes (default: everything)."""
+    from rich.console import Console
+
+    from grader.runner import RunOptions, resolve_isolation
+    from grader.watch import watch
+
+    config, plugins = _context()
+    catalog = plugins.catalog()
+    exercises = [exercise for exercise, _ in catalog.select(list(targets))]
+    solutions_dir = (solutions.resolve() if solutions else config.solutions) or Path("exercises").resolve()
+    if not solutions_dir.is_dir():
+        raise ConfigError(f"the solutions directory {solutions_dir} does not exist; pass --solutions DIR or run 'grade watch' in your project.")
+    level, note = resolve_isolation(isolation)
+    console = Console(highlight=False)
+    if note:
+        console.print(note)
+    options = RunOptions(mode="isolated", solutions=solutions_dir, display_root=Path.cwd(), salt=str(config.seed),
+                         timeout=timeout if timeout is not None else config.timeout, jobs=1, isolation=level)
+    watch(config, catalog, exercises, options, console)
 
 
 @cli.command("check")

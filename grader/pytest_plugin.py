@@ -40,6 +40,7 @@ from grader.trusted import TrustedCode
 
 SESSION_KEY = pytest.StashKey["GradeSession"]()
 ITEM_KEY = pytest.StashKey["_ItemState"]()
+OWNED_KEY = pytest.StashKey[bool]()  # the session was built here (direct mode), not by the runner
 
 MARKERS = {
     "points(n)": "points the check is worth (default 1)",
@@ -142,6 +143,21 @@ class GradeSession:
         if self.pool is not None:
             self.pool.finish(exercise.id)
 
+    def adopt(self, warm: Any) -> None:
+        """Take over what an earlier run kept warm (`grade watch`): references, mutants,
+        the zygote and the shared directory."""
+        if warm.trusted is not None:
+            self.trusted = warm.trusted
+        self.pool, self.shared = warm.pool, warm.shared
+
+    def hand_back(self, warm: Any) -> None:
+        """Keep this run's warm parts for the next one; its solution processes are gone."""
+        if self.pool is not None:
+            for exercise_id in list(self.pool.handles):
+                self.pool.finish(exercise_id)
+        warm.trusted, warm.pool, warm.shared = self.trusted, self.pool, self.shared
+        self.pool = self.shared = None
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
@@ -191,6 +207,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--grade-seed", default="0", help="salt for the checks' random inputs")
 
 
+@pytest.hookimpl(trylast=True)  # after the runner's injector, which may bring its own session
 def pytest_configure(config: pytest.Config) -> None:
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
@@ -215,10 +232,12 @@ def pytest_configure(config: pytest.Config) -> None:
         salt=str(config.getoption("--grade-seed")),
         hidden=bool(config.getoption("--grade-hidden")),
     )
+    config.stash[OWNED_KEY] = True
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if SESSION_KEY in config.stash:
+    # The runner closes (or, for `grade watch`, keeps) the sessions it builds.
+    if SESSION_KEY in config.stash and config.stash.get(OWNED_KEY, False):
         config.stash[SESSION_KEY].close()
 
 

@@ -39,6 +39,28 @@ class RunOptions:
     isolation: str = "sandbox"  # "sandbox" (namespaces) or "process"; see resolve_isolation
 
 
+@dataclass
+class WarmJudge:
+    """What `grade watch` keeps from one run to the next, so a re-grade imports nothing and
+    starts no zygote: the trusted code (references, mutants) and the solution side (the
+    pool and its zygote, started for `exercises`, and the shared directory)."""
+
+    exercises: list[Exercise] = field(default_factory=list)
+    trusted: Any = None
+    pool: Any = None
+    shared: Path | None = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        if self.shared is not None:
+            import shutil
+
+            shutil.rmtree(self.shared, ignore_errors=True)
+            self.shared = None
+
+
 class _Injector:
     """Hands the runner's GradeSession to the judge plugin, reports progress as checks and
     exercises finish, and records check modules that fail to load."""
@@ -59,6 +81,9 @@ class _Injector:
         from grader.pytest_plugin import SESSION_KEY
 
         config.stash[SESSION_KEY] = self.session
+        # Results carry the judge's own messages; pytest's report of a failure walks the
+        # source's syntax tree for every frame (0.07 s a failing check), a native one does not.
+        config.option.tbstyle = "native"
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
@@ -110,8 +135,9 @@ def run_exercises(
     options: RunOptions,
     on_exercise: Callable[[ExerciseResult], None] | None = None,
     on_check: Callable[[str, CheckResult], None] | None = None,
+    warm: WarmJudge | None = None,
 ) -> dict[str, ExerciseResult]:
-    """Grade the selection in this process (one pytest session, one zygote)."""
+    """Grade the selection in this process (one pytest session, one zygote, or `warm`'s)."""
     import pytest
 
     from grader.pytest_plugin import GradeSession
@@ -131,6 +157,8 @@ def run_exercises(
         only={e.id: checks for e, checks in selection},
         isolation=options.isolation,
     )
+    if warm is not None:
+        session.adopt(warm)
     by_id = {e.id: e for e, _ in selection}
     out: dict[str, ExerciseResult] = {}
 
@@ -152,7 +180,8 @@ def run_exercises(
     judge_threads = None
     try:
         if checks:
-            session.start(exercises, wait=False)  # the zygote imports torch while the judge does
+            # The zygote imports torch while the judge does.
+            session.start(warm.exercises if warm is not None and warm.exercises else exercises, wait=False)
             import torch
 
             judge_threads = torch.get_num_threads()
@@ -161,7 +190,10 @@ def run_exercises(
             session.start(exercises)
             pytest.main(_pytest_args(checks, root), plugins=[injector])
     finally:
-        session.close()
+        if warm is not None:
+            session.hand_back(warm)
+        else:
+            session.close()
         if judge_threads is not None:
             torch.set_num_threads(judge_threads)
     for exercise, _ in selection:  # exercises none of whose checks ran (all deselected, or broken)
@@ -209,12 +241,13 @@ def run(
     options: RunOptions,
     on_exercise: Callable[[ExerciseResult], None] | None = None,
     on_check: Callable[[str, CheckResult], None] | None = None,
+    warm: WarmJudge | None = None,
 ) -> RunResult:
     """Grade and assemble the whole RunResult, in course order."""
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     if options.jobs <= 1 or len(selection) <= 1:
-        results = run_exercises(catalog, selection, options, on_exercise, on_check)
+        results = run_exercises(catalog, selection, options, on_exercise, on_check, warm)
     else:
         results = _run_parallel(catalog, selection, options, on_exercise)
     run_result = RunResult(

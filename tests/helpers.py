@@ -1,11 +1,16 @@
-"""Helpers for the engine's own tests: run the CLI, read results, find stray processes."""
+"""Helpers for the engine's own tests: run the CLI (also in a pseudo-terminal), read
+results, find stray processes."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,3 +77,55 @@ def exercise_scores(data: dict) -> dict[str, tuple[float, float, str]]:
         for t in data["tracks"]
         for e in t["exercises"]
     }
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Terminal:
+    """A process on the slave side of a pty; what it prints is read from the master."""
+
+    def __init__(self, args: list[str], cwd: Path):
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "COLUMNS": "100", "TERM": "xterm", "PYTHONPATH": str(ROOT)}
+        env.pop("CI", None)
+        self.proc = subprocess.Popen(args, cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                     start_new_session=True)
+        os.close(slave)
+        self.seen = ""
+        self.pending = ""  # read past the last match; searched by the next call
+
+    def read_until(self, pattern: str, timeout: float = 60) -> str:
+        """Everything new up to and including `pattern` (a regex); fails after `timeout`."""
+        start = len(self.seen)
+        self.seen += self.pending
+        self.pending = ""
+        end = time.monotonic() + timeout
+        while True:
+            match = re.compile(pattern).search(self.seen, start)
+            if match:
+                self.seen, rest = self.seen[:match.end()], self.seen[match.end():]
+                self.pending = rest
+                return self.seen[start:]
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {pattern!r} within {timeout} s; the output since:\n{self.seen[start:]}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    data = os.read(self.master, 65536)
+                except OSError:
+                    data = b""
+                if not data and self.proc.poll() is not None:
+                    raise AssertionError(f"grade watch exited ({self.proc.returncode}) before {pattern!r}:\n"
+                                         f"{self.seen[start:]}")
+                self.seen += ANSI.sub("", data.decode(errors="replace").replace("\r", ""))
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        os.close(self.master)

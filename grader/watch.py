@@ -1,0 +1,255 @@
+"""`grade watch`: re-grade an exercise each time its file is saved, then move on.
+
+The judge stays warm between saves: torch, pytest, the plugins, the references and the
+zygote are loaded once (`runner.WarmJudge`), so a re-grade only forks a fresh solution
+process and runs the checks. It starts on the first exercise of the target that has not
+passed yet and, when that one passes, goes on to the next, in course order. A save of
+any other exercise's file grades that one. Keys: h (hint), n (next exercise), l (list),
+q (quit). Nothing a save contains can stop it: a broken file is one more result.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+KEYS = "[bold]h[/] hint · [bold]n[/] next exercise · [bold]l[/] list · [bold]q[/] quit"
+
+
+class Keys:
+    """Single key presses from a terminal (cbreak mode, restored on exit), or lines from a pipe."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdin
+        self.fd: int | None = None
+        self.saved: Any = None
+        try:
+            self.fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None
+        if self.fd is not None and os.isatty(self.fd):
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd)
+
+    def read(self, timeout: float) -> str | None:
+        """The next key within `timeout` seconds, '' at end of input, None if none came."""
+        if self.fd is None:
+            time.sleep(timeout)
+            return None
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return None
+        data = os.read(self.fd, 64).decode(errors="replace")
+        if not data:
+            return ""  # end of input
+        return data.strip()[:1].lower() or None
+
+    def close(self) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+            self.saved = None
+
+
+class Saves:
+    """Paths of saved exercise files, from watchfiles in a background thread."""
+
+    def __init__(self, directory: Path) -> None:
+        self.queue: queue.Queue[Path] = queue.Queue()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(directory,), daemon=True)
+        self.thread.start()
+
+    def _run(self, directory: Path) -> None:
+        import watchfiles
+
+        for changes in watchfiles.watch(directory, stop_event=self.stop, debounce=400, step=30,
+                                        watch_filter=lambda change, path: path.endswith(".py"),
+                                        raise_interrupt=False):
+            for change, path in changes:
+                if change != watchfiles.Change.deleted:
+                    self.queue.put(Path(path))
+
+    def drain(self) -> list[Path]:
+        out: list[Path] = []
+        while True:
+            try:
+                path = self.queue.get_nowait()
+            except queue.Empty:
+                return out
+            if path not in out:
+                out.append(path)
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class Watcher:
+    def __init__(self, config: Any, catalog: Any, exercises: list[Any], options: Any, console: Any) -> None:
+        from grader.runner import WarmJudge
+        from grader.state import ProgressState
+
+        self.config, self.catalog, self.exercises, self.options = config, catalog, exercises, options
+        self.console = console
+        self.state = ProgressState(config.state_dir)
+        self.warm = WarmJudge(exercises=list(exercises))
+        self.current = self._first_unfinished(0)
+
+    # --- what to grade -----------------------------------------------------------------
+
+    def _first_unfinished(self, start: int) -> Any:
+        for e in self.exercises[start:]:
+            if (self.state.status(e.id) or {}).get("status") != "passed":
+                return e
+        return None
+
+    def exercise_for(self, path: Path) -> Any:
+        try:
+            relative = path.resolve().relative_to(self.options.solutions.resolve())
+        except ValueError:
+            return None
+        if len(relative.parts) != 2:
+            return None
+        wanted = f"{relative.parts[0]}.{Path(relative.parts[1]).stem}"
+        return next((e for e in self.exercises if e.id == wanted), None)
+
+    def stub_path(self, exercise: Any) -> str:
+        path = self.options.solutions / exercise.track / f"{exercise.name}.py"
+        try:
+            return os.path.relpath(path, self.options.display_root)
+        except ValueError:
+            return str(path)
+
+    # --- grading -------------------------------------------------------------------------
+
+    def grade(self, exercise: Any, why: str) -> Any:
+        from grader.errors import GraderError
+        from grader.runner import run
+        from grader.terminal import TerminalReport
+
+        c = self.console
+        c.rule(f"[dim]{time.strftime('%H:%M:%S')}[/] {why}", align="left")
+        term = TerminalReport(c)
+        try:
+            result = run(self.catalog, [(exercise, None)], self.options, on_exercise=term.exercise_done, warm=self.warm)
+        except (GraderError, RuntimeError, OSError) as e:  # the judge itself could not grade: say so, go on
+            c.print(f"[red]Could not grade {exercise.id}: {e}[/]")
+            return None
+        self.state.record(result)
+        self.state.save()
+        term.summary(result)
+        return result
+
+    def grade_current(self, why: str) -> None:
+        """Grade the current exercise; while it passes, go on to the next unfinished one."""
+        while self.current is not None:
+            result = self.grade(self.current, why)
+            if result is None or result.percent < 100:
+                return
+            index = self.exercises.index(self.current)
+            following = self._first_unfinished(index + 1)
+            if following is None:
+                self.current = None
+                break
+            self.console.print(f"[green]{self.current.id} passes.[/] Next: [bold]{following.id}[/] "
+                               f"({following.title}): open {self.stub_path(following)}")
+            self.current = following
+            why = f"next: {following.id}"
+        self.console.print("[green]Every exercise here passes.[/] Save any file to grade it again; q quits.")
+
+    def hint(self) -> None:
+        exercise = self.current
+        if exercise is None:
+            self.console.print("Every exercise here passes: no hint needed.")
+            return
+        if not exercise.hints:
+            self.console.print(f"{exercise.id} has no hints.")
+            return
+        index = self.state.next_hint(exercise.id, len(exercise.hints))
+        self.state.save()
+        last = " (the last one)" if index + 1 == len(exercise.hints) else ""
+        self.console.print(f"[bold]Hint {index + 1} of {len(exercise.hints)}{last}[/] for {exercise.id}:")
+        self.console.print(exercise.hints[index], markup=False)
+
+    def show_list(self) -> None:
+        from grader.terminal import TerminalReport
+
+        rows = []
+        for e in self.exercises:
+            s = self.state.status(e.id) or {}
+            score = f"{s['score']:g}/{s['max_score']:g}" if "score" in s else ""
+            rows.append((e.id, e.title, s.get("status", "not graded"), score))
+        TerminalReport(self.console).exercise_table(rows)
+
+    def skip(self) -> None:
+        if self.current is None:
+            self.console.print("No exercise left to go on to.")
+            return
+        index = self.exercises.index(self.current)
+        if index + 1 >= len(self.exercises):
+            self.console.print(f"{self.current.id} is the last exercise here.")
+            return
+        self.current = self.exercises[index + 1]
+        self.grade_current(f"next: {self.current.id}")
+
+    def prompt(self) -> None:
+        where = f"{self.current.id} ({self.stub_path(self.current)})" if self.current else "every exercise"
+        self.console.print(f"\n[dim]Watching {where}. Save to re-grade.[/] {KEYS}")
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def loop(self, keys: Keys, saves: Saves) -> None:
+        self.grade_current(f"watching {self.options.solutions}" if self.current else "")
+        self.prompt()
+        while True:
+            key = keys.read(0.05)
+            if key in ("q", ""):
+                return
+            acted = True
+            if key == "h":
+                self.hint()
+            elif key == "l":
+                self.show_list()
+            elif key == "n":
+                self.skip()
+            else:
+                acted = False
+            for path in saves.drain():
+                exercise = self.exercise_for(path)
+                if exercise is None:
+                    continue
+                acted = True
+                if exercise is self.current:
+                    self.grade_current(f"saved {self.stub_path(exercise)}")
+                else:
+                    self.grade(exercise, f"saved {self.stub_path(exercise)}")
+            if acted:
+                self.prompt()
+
+    def close(self) -> None:
+        self.warm.close()
+
+
+def watch(config: Any, catalog: Any, exercises: list[Any], options: Any, console: Any) -> None:
+    watcher = Watcher(config, catalog, exercises, options, console)
+    saves = Saves(options.solutions)
+    keys = Keys()
+    try:
+        watcher.loop(keys, saves)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        keys.close()
+        saves.close()
+        watcher.close()
+    console.print("Stopped watching.")
