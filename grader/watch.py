@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import queue
 import select
+import signal
 import sys
 import threading
 import time
@@ -30,7 +31,8 @@ class Keys:
         self.fd: int | None = None
         self.saved: Any = None
         try:
-            self.fd = self.stream.fileno()
+            # A descriptor of our own: while a grade runs, pytest puts /dev/null on fd 0.
+            self.fd = os.dup(self.stream.fileno())
         except (AttributeError, OSError, ValueError):
             self.fd = None
         if self.fd is not None and os.isatty(self.fd):
@@ -59,13 +61,16 @@ class Keys:
 
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
             self.saved = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class Saves:
-    """Paths of saved exercise files, from watchfiles in a background thread."""
+    """Saved exercise files, seen by watchfiles in a background thread and passed to `put`."""
 
-    def __init__(self, directory: Path) -> None:
-        self.queue: queue.Queue[Path] = queue.Queue()
+    def __init__(self, directory: Path, put: Any) -> None:
+        self.put = put
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(directory,), daemon=True)
         self.thread.start()
@@ -76,22 +81,33 @@ class Saves:
         for changes in watchfiles.watch(directory, stop_event=self.stop, debounce=400, step=30,
                                         watch_filter=lambda change, path: path.endswith(".py"),
                                         raise_interrupt=False):
-            for change, path in changes:
-                if change != watchfiles.Change.deleted:
-                    self.queue.put(Path(path))
-
-    def drain(self) -> list[Path]:
-        out: list[Path] = []
-        while True:
-            try:
-                path = self.queue.get_nowait()
-            except queue.Empty:
-                return out
-            if path not in out:
-                out.append(path)
+            for path in dict.fromkeys(Path(p) for change, p in changes if change != watchfiles.Change.deleted):
+                self.put("save", path)
 
     def close(self) -> None:
         self.stop.set()
+
+
+class KeyReader:
+    """Key presses, read in a background thread and passed to `put`, so that q works mid-grade."""
+
+    def __init__(self, keys: Keys, put: Any) -> None:
+        self.keys, self.put = keys, put
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            key = self.keys.read(0.1)
+            if key is not None:
+                self.put("key", key)
+            if key == "":
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=1)
 
 
 class Watcher:
@@ -104,6 +120,31 @@ class Watcher:
         self.state = ProgressState(config.state_dir)
         self.warm = WarmJudge(exercises=list(exercises))
         self.current = self._first_unfinished(0)
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.busy: Any = None  # the exercise being graded
+        self.stopping = False  # a grade is being stopped by a key or a newer save
+        self.user_interrupt = False  # Ctrl-C
+
+    # --- events from the threads -----------------------------------------------------------
+
+    def put(self, kind: str, value: Any) -> None:
+        """Queue a key or a save; `q` or a newer save of the file being graded stops that grade
+        (a real signal, so that a wait on a hanging solution ends at once)."""
+        self.events.put((kind, value))
+        busy = self.busy
+        if busy is None or self.stopping:
+            return
+        if (kind == "key" and value in ("q", "")) or (kind == "save" and self.exercise_for(value) is busy):
+            self.stopping = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            if self.busy is not None:
+                raise KeyboardInterrupt
+            return  # the grade ended before the signal came: nothing to stop
+        self.user_interrupt = True
+        raise KeyboardInterrupt
 
     # --- what to grade -----------------------------------------------------------------
 
@@ -140,10 +181,23 @@ class Watcher:
         c = self.console
         c.rule(f"[dim]{time.strftime('%H:%M:%S')}[/] {why}", align="left")
         term = TerminalReport(c)
+        self.busy, self.stopping = exercise, False
         try:
             result = run(self.catalog, [(exercise, None)], self.options, on_exercise=term.exercise_done, warm=self.warm)
+        except KeyboardInterrupt:
+            if not self.stopping:
+                raise
+            result = None
         except (GraderError, RuntimeError, OSError) as e:  # the judge itself could not grade: say so, go on
             c.print(f"[red]Could not grade {exercise.id}: {e}[/]")
+            return None
+        finally:
+            self.busy = None
+        if self.user_interrupt:  # pytest ends its session quietly on Ctrl-C; we end the watch
+            raise KeyboardInterrupt
+        if self.stopping:
+            self.stopping = False
+            c.print(f"[dim]Stopped grading {exercise.id}.[/]")
             return None
         self.state.record(result)
         self.state.save()
@@ -208,26 +262,26 @@ class Watcher:
 
     # --- the loop --------------------------------------------------------------------------
 
-    def loop(self, keys: Keys, saves: Saves) -> None:
+    def loop(self) -> None:
         self.grade_current(f"watching {self.options.solutions}" if self.current else "")
         self.prompt()
         while True:
-            key = keys.read(0.05)
-            if key in ("q", ""):
-                return
-            acted = True
-            if key == "h":
-                self.hint()
-            elif key == "l":
-                self.show_list()
-            elif key == "n":
-                self.skip()
-            else:
-                acted = False
-            for path in saves.drain():
-                exercise = self.exercise_for(path)
-                if exercise is None:
+            kind, value = self.events.get()
+            pending = [(kind, value)]
+            while not self.events.empty():  # several saves at once are graded once each
+                pending.append(self.events.get())
+            acted = False
+            graded: set[str] = set()
+            for kind, value in pending:
+                if kind == "key":
+                    if value in ("q", ""):
+                        return
+                    acted |= self.on_key(value)
                     continue
+                exercise = self.exercise_for(value)
+                if exercise is None or exercise.id in graded:
+                    continue
+                graded.add(exercise.id)
                 acted = True
                 if exercise is self.current:
                     self.grade_current(f"saved {self.stub_path(exercise)}")
@@ -236,20 +290,35 @@ class Watcher:
             if acted:
                 self.prompt()
 
+    def on_key(self, key: str) -> bool:
+        if key == "h":
+            self.hint()
+        elif key == "l":
+            self.show_list()
+        elif key == "n":
+            self.skip()
+        else:
+            return False
+        return True
+
     def close(self) -> None:
         self.warm.close()
 
 
 def watch(config: Any, catalog: Any, exercises: list[Any], options: Any, console: Any) -> None:
     watcher = Watcher(config, catalog, exercises, options, console)
-    saves = Saves(options.solutions)
+    previous = signal.signal(signal.SIGINT, watcher.on_sigint)
     keys = Keys()
+    saves = Saves(options.solutions, watcher.put)
+    reader = KeyReader(keys, watcher.put)
     try:
-        watcher.loop(keys, saves)
+        watcher.loop()
     except KeyboardInterrupt:
         pass
     finally:
+        reader.close()
         keys.close()
         saves.close()
         watcher.close()
+        signal.signal(signal.SIGINT, previous)
     console.print("Stopped watching.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,13 @@ def test_watch_regrades_each_save_and_quits_leaving_nothing(project: Path, solut
         hanging = term.read_until(r"Save to re-grade", timeout=120)
         assert "timeout" in hanging or "timed out" in hanging, hanging
 
+        # Mid-grade, q stops the hanging solution at once (13 checks of 0.5 s each are left).
+        save(softmax, HANGING + "# saved again\n")
+        term.read_until(r"saved ")
+        started = time.monotonic()
         term.type("q")
         assert term.proc.wait(timeout=30) == 0
+        assert time.monotonic() - started < 4, "q waited for the grade to finish"
         assert processes_with_marker(f"grade-zygote:judge={term.proc.pid}") == []
     finally:
         term.close()
