@@ -94,7 +94,10 @@ def _value_problem(actual: Any, expected: Any, atol: float, rtol: float, check_d
             actual = float(actual.reshape(-1)[0])
         if isinstance(actual, bool) or not isinstance(actual, (int, float)):
             return f"expected a number, got {_type_name(actual)}"
-        expected_t, actual_t = torch.tensor([float(expected)]), torch.tensor([float(actual)])
+        # float64: Python numbers are float64, and rounding both to float32 first would make
+        # two values one float64 ulp apart differ by a float32 ulp (6e-8 relative).
+        expected_t = torch.tensor([float(expected)], dtype=torch.float64)
+        actual_t = torch.tensor([float(actual)], dtype=torch.float64)
         return _tensor_problem(actual_t, expected_t, atol, rtol, scalar=True)
     if isinstance(expected, torch.Tensor):
         if not isinstance(actual, torch.Tensor):

@@ -3,6 +3,7 @@ and the known mistake a wrong answer matches."""
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -50,6 +51,18 @@ def test_worst_element_reported_with_index_and_tolerance():
 )
 def test_mismatches_are_named(actual, expected, words):
     assert words in str(failure(assert_close, actual, expected, atol=1e-6, rtol=1e-6))
+
+
+def test_python_numbers_are_compared_in_float64():
+    # Two float64 values one ulp apart, on either side of a float32 rounding boundary: in
+    # float32 they would differ by a whole float32 ulp (6e-8 relative).
+    low, high = np.float32(1.0), np.nextafter(np.float32(1.0), np.float32(2.0))
+    middle = (float(low) + float(high)) / 2
+    below, above = math.nextafter(middle, 0.0), math.nextafter(middle, 2.0)
+    assert np.float32(below) != np.float32(above)
+    assert_close(above, below, atol=0, rtol=1e-12)
+    # And a difference far below float32's resolution still counts.
+    assert "rel error 1.00e-09" in str(failure(assert_close, 1.0 + 1e-9, 1.0, atol=0, rtol=1e-12))
 
 
 def test_nan_matches_nan_and_inf_matches_inf():
