@@ -4,6 +4,7 @@ and the known mistake a wrong answer matches."""
 from __future__ import annotations
 
 import math
+import re
 import types
 
 import numpy as np
@@ -51,6 +52,38 @@ def test_worst_element_reported_with_index_and_tolerance():
 )
 def test_mismatches_are_named(actual, expected, words):
     assert words in str(failure(assert_close, actual, expected, atol=1e-6, rtol=1e-6))
+
+
+def _shown(message: str) -> tuple[str, str]:
+    found = re.search(r"got (\S+), expected (\S+?)[ ;,)]", message)
+    assert found, message
+    return found.group(1), found.group(2)
+
+
+@pytest.mark.parametrize("scalar", [False, True])
+def test_mismatched_values_are_printed_with_enough_digits_to_differ(scalar):
+    # issue 9: a float64 result computed with a float32 constant (1e-8 relative) was shown as
+    # "got -0.1228776, expected -0.1228776".
+    expected = -0.12287764123456
+    actual = expected * (1 + 3e-8)
+    if scalar:
+        msg = str(failure(assert_close, actual, expected, atol=1e-12, rtol=1e-10))
+    else:
+        msg = str(failure(assert_close, torch.tensor([0.5, actual], dtype=torch.float64),
+                          torch.tensor([0.5, expected], dtype=torch.float64), atol=1e-12, rtol=1e-10))
+    got, wanted = _shown(msg)
+    assert got != wanted, msg
+    # Each printed value is nearer its own number than the other one: the digits are right.
+    assert abs(float(got) - actual) < abs(float(got) - expected), msg
+    assert abs(float(wanted) - expected) < abs(float(wanted) - actual), msg
+
+
+def test_mismatched_values_use_no_more_digits_than_needed():
+    assert "got 0.5, expected 0.25" in str(failure(assert_close, 0.5, 0.25, atol=0, rtol=0))
+    assert "got 0.1234568, expected 0.1234567" in str(failure(assert_close, 0.12345678, 0.12345671, atol=0, rtol=0))
+    # Neighbouring float64 values need all 17 digits.
+    got, wanted = _shown(str(failure(assert_close, math.nextafter(0.1, 1.0), 0.1, atol=0, rtol=0)))
+    assert (got, wanted) == ("0.10000000000000002", "0.1")
 
 
 def test_python_numbers_are_compared_in_float64():
