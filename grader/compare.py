@@ -164,7 +164,12 @@ def _tensor_problem(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float, 
         if missing.any():
             first = int(missing.nonzero()[0])
             return f"expected {kind}{where(first)}, got {_fmt(float(a[first]))}"
-    both_special = (torch.isnan(a) & torch.isnan(e)) | (torch.isinf(a) & torch.isinf(e) & (a == e))
+    # inf - (-inf) is inf, within atol + rtol * inf: an infinity of the wrong sign must be caught here.
+    flipped = torch.isinf(a) & torch.isinf(e) & (a != e)
+    if flipped.any():
+        first = int(flipped.nonzero()[0])
+        return f"expected {_fmt(float(e[first]))}{where(first)}, got {_fmt(float(a[first]))}"
+    both_special = (torch.isnan(a) & torch.isnan(e)) | (torch.isinf(a) & torch.isinf(e))
     diff = torch.where(both_special, torch.zeros_like(a), (a - e).abs())
     allowed = atol + rtol * e.abs()
     excess = torch.where(both_special, torch.full_like(a, -math.inf), diff - allowed)

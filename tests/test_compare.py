@@ -46,6 +46,8 @@ def test_worst_element_reported_with_index_and_tolerance():
         (torch.tensor([0.0, float("nan")]), torch.zeros(2), "1 NaN value where finite values were expected (first at index (1,)"),
         (torch.tensor([float("inf")]), torch.zeros(1), "Inf value"),
         (torch.zeros(1), torch.tensor([float("-inf")]), "expected Inf at index (0,)"),
+        (torch.tensor([1.0, float("inf")]), torch.tensor([1.0, float("-inf")]), "expected -inf at index (1,), got inf"),
+        (float("-inf"), float("inf"), "expected inf, got -inf"),
         ("text", 1.0, "expected a number, got a str"),
         ([1.0], (1.0, 2.0), "expected 2 items, got 1"),
     ],
