@@ -1,0 +1,58 @@
+"""Wrong solutions written independently (not the known mistakes' own text) are caught and
+named: the feedback gaps of issue 9, found by grading such solutions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import load_results, run_grade
+
+# A softmax that normalises over one fixed axis, whatever `dim` says; log_softmax and
+# logsumexp are right. AXIS is replaced by -1 or 0.
+FIXED_AXIS_SOFTMAX = '''
+import numpy as np
+import torch
+
+
+def softmax(x, dim=-1):
+    if isinstance(x, np.ndarray):
+        e = np.exp(x - x.max(axis=AXIS, keepdims=True))
+        return e / e.sum(axis=AXIS, keepdims=True)
+    e = torch.exp(x - x.max(dim=AXIS, keepdim=True).values)
+    return e / e.sum(dim=AXIS, keepdim=True)
+
+
+def logsumexp(x, dim=-1, keepdim=False):
+    lib = np if isinstance(x, np.ndarray) else torch
+    m = x.max(axis=dim, keepdims=True) if lib is np else x.amax(dim=dim, keepdim=True)
+    m = lib.where(lib.isinf(m), lib.zeros_like(m), m)
+    s = lib.exp(x - m).sum(axis=dim, keepdims=True) if lib is np else lib.exp(x - m).sum(dim=dim, keepdim=True)
+    out = m + lib.log(s)
+    if keepdim:
+        return out
+    return np.squeeze(out, axis=dim) if lib is np else out.squeeze(dim)
+
+
+def log_softmax(x, dim=-1):
+    return x - logsumexp(x, dim=dim, keepdim=True)
+'''
+
+def _grade(solutions: Path, tmp_path: Path, *targets: str) -> dict[str, dict[str, Any]]:
+    """check name -> its result, for every check of `targets` graded from `solutions`."""
+    out = tmp_path / "results.json"
+    proc = run_grade("--solutions", str(solutions), *targets, "--report", f"json:{out}", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = load_results(out)
+    return {f"{e['id']}.{c['name']}": c for t in data["tracks"] for e in t["exercises"] for c in e["checks"]}
+
+
+@pytest.mark.parametrize("axis, mistake", [(-1, "fixed_last_axis"), (0, "fixed_first_axis")])
+def test_softmax_over_a_fixed_axis_is_caught_and_named(axis: int, mistake: str, solutions_copy: Path, tmp_path: Path):
+    (solutions_copy / "foundations" / "softmax.py").write_text(FIXED_AXIS_SOFTMAX.replace("AXIS", str(axis)))
+    checks = _grade(solutions_copy, tmp_path, "foundations.softmax")
+    check = checks["foundations.softmax.softmax_matches_torch"]
+    assert check["outcome"] == "failed", check
+    assert check["mistake"] == mistake, check["message"]
+    assert "normalising over a fixed axis" in check["message"]
