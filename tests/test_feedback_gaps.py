@@ -39,6 +39,44 @@ def log_softmax(x, dim=-1):
     return x - logsumexp(x, dim=dim, keepdim=True)
 '''
 
+# A tokenizer that merges every occurrence of the best-ranked pair in one sweep.
+ALL_AT_ONCE_BPE = r'''
+import regex
+
+PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+class Tokenizer:
+    def __init__(self, vocab, merges, special_tokens=None):
+        self.vocab = vocab
+        self.ids = {token: i for i, token in vocab.items()}
+        self.ranks = {pair: r for r, pair in enumerate(merges)}
+
+    def _bpe(self, data):
+        tokens = [data[i:i + 1] for i in range(len(data))]
+        while True:
+            pairs = [p for p in zip(tokens, tokens[1:]) if p in self.ranks]
+            if not pairs:
+                return tokens
+            best = min(pairs, key=self.ranks.get)
+            merged, k = [], 0
+            while k < len(tokens):
+                if tuple(tokens[k:k + 2]) == best:
+                    merged.append(best[0] + best[1])
+                    k += 2
+                else:
+                    merged.append(tokens[k])
+                    k += 1
+            tokens = merged
+
+    def encode(self, text):
+        return [self.ids[t] for word in regex.findall(PATTERN, text) for t in self._bpe(word.encode("utf-8"))]
+
+    def decode(self, ids):
+        return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
+'''
+
+
 def _grade(solutions: Path, tmp_path: Path, *targets: str) -> dict[str, dict[str, Any]]:
     """check name -> its result, for every check of `targets` graded from `solutions`."""
     out = tmp_path / "results.json"
@@ -56,3 +94,12 @@ def test_softmax_over_a_fixed_axis_is_caught_and_named(axis: int, mistake: str, 
     assert check["outcome"] == "failed", check
     assert check["mistake"] == mistake, check["message"]
     assert "normalising over a fixed axis" in check["message"]
+
+
+def test_merging_every_occurrence_at_once_is_caught_and_named(solutions_copy: Path, tmp_path: Path):
+    (solutions_copy / "tokenization" / "bpe_encode.py").write_text(ALL_AT_ONCE_BPE)
+    name = "tokenization.bpe_encode.merges_one_occurrence_at_a_time"
+    check = _grade(solutions_copy, tmp_path, name)[name]
+    assert check["outcome"] == "failed", check
+    assert check["mistake"] == "merges_every_occurrence", check["message"]
+    assert "expected tokens [b'aba', b'b', b'a'], got [b'ab', b'aba']" in check["message"]
