@@ -1,13 +1,15 @@
-"""Wrong solutions written independently (not the known mistakes' own text) are caught and
-named: the feedback gaps of issue 9, found by grading such solutions."""
+"""The feedback gaps of issue 9, found by grading independently written solutions: wrong
+solutions (not the known mistakes' own text) are caught and named, and every stub whose
+checks feed it float64 says how float64 inputs are computed."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import load_results, run_grade
+from helpers import ROOT, load_results, run_grade
 
 # A softmax that normalises over one fixed axis, whatever `dim` says; log_softmax and
 # logsumexp are right. AXIS is replaced by -1 or 0.
@@ -103,3 +105,24 @@ def test_merging_every_occurrence_at_once_is_caught_and_named(solutions_copy: Pa
     assert check["outcome"] == "failed", check
     assert check["mistake"] == "merges_every_occurrence", check["message"]
     assert "expected tokens [b'aba', b'b', b'a'], got [b'ab', b'aba']" in check["message"]
+
+
+# The exercises whose checks hand float64 values to the solution (found with
+# `grep -n float64 plugins/*/check_*.py`, keeping the inputs a check builds for the solution,
+# not its own ground truth). A float64 result computed with one float32 constant fails a
+# float64 tolerance, so the stub must say how float64 inputs are computed.
+FED_FLOAT64 = [
+    "foundations.softmax", "foundations.cross_entropy", "foundations.autograd",
+    "foundations.layernorm_backward", "foundations.mlp_backward", "foundations.init_and_clip",
+    "attention.sdpa", "attention.positional", "architectures.norms_ffn",
+    "pretraining.clm_loss", "pretraining.schedule",
+]
+
+
+@pytest.mark.parametrize("exercise_id", FED_FLOAT64)
+def test_stubs_fed_float64_say_how_it_is_computed(exercise_id: str):
+    track, name = exercise_id.split(".")
+    stub = ROOT / "exercises" / track / f"{name}.py"
+    # One sentence (a period inside a name such as `numpy.ndarray` does not end it).
+    assert re.search(r"float64(?:[^.]|\.(?!\s))*computed\s+in\s+float(?:64|32)", stub.read_text()), (
+        f"{stub} does not say how float64 inputs are computed (e.g. 'float64 inputs are computed in float64')")
