@@ -45,6 +45,29 @@ def _fmt(v: float) -> str:
     return f"{v:.7g}"
 
 
+def _fmt_pair(a: float, e: float) -> tuple[str, str]:
+    """`a` and `e` with the fewest significant digits (7 to 17) that tell them apart.
+
+    7 digits suit most mismatches; a float64 result off by a float32 rounding (1e-8
+    relative) needs 9 or 10, and 17 tell any two distinct float64 values apart.
+    """
+    for digits in range(7, 18):
+        shown = _significant(a, digits), _significant(e, digits)
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
+def _significant(v: float, digits: int) -> str:
+    """`v` to `digits` significant digits, or fewer when they already give `v` exactly
+    (0.1, not 0.10000000000000001)."""
+    for k in range(1, digits):
+        short = f"{v:.{k}g}"
+        if float(short) == v:
+            return short
+    return f"{v:.{digits}g}"
+
+
 class Mistakes:
     """What each known mistake (mutant) of the exercise returns for the same call.
 
@@ -94,7 +117,10 @@ def _value_problem(actual: Any, expected: Any, atol: float, rtol: float, check_d
             actual = float(actual.reshape(-1)[0])
         if isinstance(actual, bool) or not isinstance(actual, (int, float)):
             return f"expected a number, got {_type_name(actual)}"
-        expected_t, actual_t = torch.tensor([float(expected)]), torch.tensor([float(actual)])
+        # float64: Python numbers are float64, and rounding both to float32 first would make
+        # two values one float64 ulp apart differ by a float32 ulp (6e-8 relative).
+        expected_t = torch.tensor([float(expected)], dtype=torch.float64)
+        actual_t = torch.tensor([float(actual)], dtype=torch.float64)
         return _tensor_problem(actual_t, expected_t, atol, rtol, scalar=True)
     if isinstance(expected, torch.Tensor):
         if not isinstance(actual, torch.Tensor):
@@ -138,7 +164,12 @@ def _tensor_problem(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float, 
         if missing.any():
             first = int(missing.nonzero()[0])
             return f"expected {kind}{where(first)}, got {_fmt(float(a[first]))}"
-    both_special = (torch.isnan(a) & torch.isnan(e)) | (torch.isinf(a) & torch.isinf(e) & (a == e))
+    # inf - (-inf) is inf, within atol + rtol * inf: an infinity of the wrong sign must be caught here.
+    flipped = torch.isinf(a) & torch.isinf(e) & (a != e)
+    if flipped.any():
+        first = int(flipped.nonzero()[0])
+        return f"expected {_fmt(float(e[first]))}{where(first)}, got {_fmt(float(a[first]))}"
+    both_special = (torch.isnan(a) & torch.isnan(e)) | (torch.isinf(a) & torch.isinf(e))
     diff = torch.where(both_special, torch.zeros_like(a), (a - e).abs())
     allowed = atol + rtol * e.abs()
     excess = torch.where(both_special, torch.full_like(a, -math.inf), diff - allowed)
@@ -148,8 +179,9 @@ def _tensor_problem(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float, 
     rel = torch.where(e == 0, torch.where(diff == 0, 0.0, math.inf), diff / e.abs())
     n_bad = int((excess > 0).sum())
     head = "" if scalar else f"{n_bad} of {a.numel()} values outside the tolerance {tol}; "
+    got, wanted = _fmt_pair(float(a[worst]), float(e[worst]))
     return (
-        f"{head}worst{where(worst)}: got {_fmt(float(a[worst]))}, expected {_fmt(float(e[worst]))}"
+        f"{head}worst{where(worst)}: got {got}, expected {wanted}"
         f" (abs error {float(diff[worst]):.2e}, rel error {float(rel[worst]):.2e}"
         + ("" if not scalar else f", tolerance {tol}")
         + f"); max abs error {float(diff.max()):.2e}"

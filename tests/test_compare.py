@@ -3,6 +3,8 @@ and the known mistake a wrong answer matches."""
 
 from __future__ import annotations
 
+import math
+import re
 import types
 
 import numpy as np
@@ -44,12 +46,58 @@ def test_worst_element_reported_with_index_and_tolerance():
         (torch.tensor([0.0, float("nan")]), torch.zeros(2), "1 NaN value where finite values were expected (first at index (1,)"),
         (torch.tensor([float("inf")]), torch.zeros(1), "Inf value"),
         (torch.zeros(1), torch.tensor([float("-inf")]), "expected Inf at index (0,)"),
+        (torch.tensor([1.0, float("inf")]), torch.tensor([1.0, float("-inf")]), "expected -inf at index (1,), got inf"),
+        (float("-inf"), float("inf"), "expected inf, got -inf"),
         ("text", 1.0, "expected a number, got a str"),
         ([1.0], (1.0, 2.0), "expected 2 items, got 1"),
     ],
 )
 def test_mismatches_are_named(actual, expected, words):
     assert words in str(failure(assert_close, actual, expected, atol=1e-6, rtol=1e-6))
+
+
+def _shown(message: str) -> tuple[str, str]:
+    found = re.search(r"got (\S+), expected (\S+?)[ ;,)]", message)
+    assert found, message
+    return found.group(1), found.group(2)
+
+
+@pytest.mark.parametrize("scalar", [False, True])
+def test_mismatched_values_are_printed_with_enough_digits_to_differ(scalar):
+    # issue 9: a float64 result computed with a float32 constant (1e-8 relative) was shown as
+    # "got -0.1228776, expected -0.1228776".
+    expected = -0.12287764123456
+    actual = expected * (1 + 3e-8)
+    if scalar:
+        msg = str(failure(assert_close, actual, expected, atol=1e-12, rtol=1e-10))
+    else:
+        msg = str(failure(assert_close, torch.tensor([0.5, actual], dtype=torch.float64),
+                          torch.tensor([0.5, expected], dtype=torch.float64), atol=1e-12, rtol=1e-10))
+    got, wanted = _shown(msg)
+    assert got != wanted, msg
+    # Each printed value is nearer its own number than the other one: the digits are right.
+    assert abs(float(got) - actual) < abs(float(got) - expected), msg
+    assert abs(float(wanted) - expected) < abs(float(wanted) - actual), msg
+
+
+def test_mismatched_values_use_no_more_digits_than_needed():
+    assert "got 0.5, expected 0.25" in str(failure(assert_close, 0.5, 0.25, atol=0, rtol=0))
+    assert "got 0.1234568, expected 0.1234567" in str(failure(assert_close, 0.12345678, 0.12345671, atol=0, rtol=0))
+    # Neighbouring float64 values need all 17 digits.
+    got, wanted = _shown(str(failure(assert_close, math.nextafter(0.1, 1.0), 0.1, atol=0, rtol=0)))
+    assert (got, wanted) == ("0.10000000000000002", "0.1")
+
+
+def test_python_numbers_are_compared_in_float64():
+    # Two float64 values one ulp apart, on either side of a float32 rounding boundary: in
+    # float32 they would differ by a whole float32 ulp (6e-8 relative).
+    low, high = np.float32(1.0), np.nextafter(np.float32(1.0), np.float32(2.0))
+    middle = (float(low) + float(high)) / 2
+    below, above = math.nextafter(middle, 0.0), math.nextafter(middle, 2.0)
+    assert np.float32(below) != np.float32(above)
+    assert_close(above, below, atol=0, rtol=1e-12)
+    # And a difference far below float32's resolution still counts.
+    assert "rel error 1.00e-09" in str(failure(assert_close, 1.0 + 1e-9, 1.0, atol=0, rtol=1e-12))
 
 
 def test_nan_matches_nan_and_inf_matches_inf():

@@ -69,6 +69,10 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     (GPT-2's activation), not the exact GELU 0.5 * x * (1 + erf(x / sqrt(2))). It must stay
     finite for large |x| (e.g. 1e4): gelu_tanh(x) is x for large positive x and 0 for large
     negative x.
+
+    float64 inputs are computed in float64, constants included: use math.sqrt(2 / math.pi)
+    (a Python float), not a float32 tensor, whose rounding (3e-8 relative) is far above the
+    float64 tolerance (1e-10 relative).
     """
     raise NotImplementedError
 

@@ -50,8 +50,9 @@ def add_sinusoidal(x: torch.Tensor, offset: int = 0, base: float = 10000.0) -> t
 
     `x` has shape (B, L, dim); the same rows are added to every batch element. The table is
     the one `sinusoidal_encoding` returns (float32), converted to x's dtype before the
-    addition, so the result has x's shape and dtype. `offset` >= 0 is the absolute position
-    of x[:, 0] (for incremental decoding); there is no upper limit on positions.
+    addition, so the result has x's shape and dtype (float64 inputs are computed in float64:
+    the float32 table converted to float64, then added). `offset` >= 0 is the absolute
+    position of x[:, 0] (for incremental decoding); there is no upper limit on positions.
     """
     raise NotImplementedError
 

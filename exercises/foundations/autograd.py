@@ -29,7 +29,9 @@ Conventions:
 - Deep graphs: backward() must work on a chain of a few thousand operations, deeper
   than Python's default recursion limit (1000), so order the nodes without recursion
   (an explicit stack).
-- Use floats and the `math` module only: no torch, numpy or other autograd library.
+- Use floats and the `math` module only: no torch, numpy or other autograd library. Python
+  floats are float64, so everything is computed in float64; `.data` and `.grad` are
+  compared with float64 torch to about 1e-7 relative.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ Shapes and dtypes:
   example of shape (C,) with a 0-d target.
 - `targets` is an int64 (torch.long) tensor of shape (...), the logits' shape without its
   last dimension. Each entry is a class index in [0, C) or equal to `ignore_index`.
-- Every returned tensor has the dtype of `logits`.
+- Every returned tensor has the dtype of `logits`. float64 logits are computed in float64
+  throughout, constants included (never through a float32 tensor): float64 results are
+  compared to about 1e-10 relative, and one float32 rounding is ~6e-8.
 
 The loss at one position is -log(softmax(logits)[target]) = logsumexp(logits) - logits[target].
 Positions whose target equals `ignore_index` are ignored: their loss is 0 and they get no

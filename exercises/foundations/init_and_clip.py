@@ -31,6 +31,10 @@ Initialisers:
   values; `generator=None` uses torch's global generator.
 
 clip_grad_norm_ scales gradients in place (see its docstring) and returns the total norm.
+
+Dtypes: float32 and float64 tensors are both used. Work in the tensor's own dtype: float64
+inputs are computed in float64 (random numbers drawn in float64, norms and gradients
+computed in float64), float32 ones in float32.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ Shapes and dtypes:
 - `x`, `weight`, `bias` and `grad_y` all have the same floating dtype, float32 or float64.
   Every tensor you return has that dtype too (float32 in, float32 out; float64 in, float64
   out). You may compute internally in a higher precision, but cast the results back.
+  float64 inputs are computed in float64 (never through float32): float64 results are
+  compared to about 1e-9 relative, float32 ones to about 1e-5.
 
 The forward convention (what torch.nn.functional.layer_norm computes), per row along the
 last dimension:

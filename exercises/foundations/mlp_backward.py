@@ -7,8 +7,10 @@ finite differences of your own loss.
 
 Conventions (all functions):
 - NumPy only. Inputs are `numpy.ndarray`s of dtype float64 (targets: int64); every array
-  you return must be a `numpy.ndarray` of dtype float64. Do not use torch (no autograd),
-  scipy or any other library: the point is to derive the gradients yourself.
+  you return must be a `numpy.ndarray` of dtype float64. float64 inputs are computed in
+  float64 throughout (no float32 arrays or constants): results are compared to about 1e-8
+  relative. Do not use torch (no autograd), scipy or any other library: the point is to
+  derive the gradients yourself.
 - Batches are the first axis: `x` has shape (N, in_features), N >= 1.
 - Weight layout: `W` has shape (in_features, out_features), so a linear layer computes
   `y = x @ W + b` (this is the TRANSPOSE of torch.nn.Linear's (out, in) `weight`).

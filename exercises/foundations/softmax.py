@@ -9,6 +9,8 @@ Conventions:
   near the float overflow limit (|x| around 1000 in float32) give finite, correct results.
 - A slice that contains -inf entries (masked positions) gets probability 0 for them; a
   slice whose entries are all -inf gives logsumexp -inf (as torch.logsumexp does).
+- float64 inputs are computed in float64 throughout (never through float32): float64
+  results are compared to about 1e-10 relative, and one float32 rounding is ~6e-8.
 - Use only elementwise operations and reductions (exp, log, max, sum, subtraction);
   do not call torch.softmax, torch.log_softmax, torch.logsumexp or scipy.
 """

@@ -18,8 +18,8 @@ Shapes and dtypes:
   for a position that must not be a target (a prompt token, padding). `ignore_index` may be
   any integer, even a real token id (then that token is never a target).
 - The loss is computed in float32: upcast the logits with `logits.float()` before the
-  log-softmax, whatever their dtype (as HF does). Every returned loss is float32,
-  also for bfloat16 and float64 logits.
+  log-softmax, whatever their dtype (as HF does): float64 logits are computed in float32
+  too. Every returned loss is float32, also for bfloat16 and float64 logits.
 - The losses stay differentiable with respect to `logits` (do not detach them).
 - Inputs are never modified in place.
 

@@ -28,11 +28,16 @@ Encoding, `encode(text)`:
    is added in front of the text. Merges never cross a pre-token boundary.
 3. BPE on each pre-token: start from its UTF-8 bytes, one single-byte token each. Then
    repeat: among the adjacent pairs (left, right) of the current tokens that are in
-   `merges`, take the pair of lowest rank; if it occurs more than once, merge its LEFTMOST
-   occurrence into one token left + right; stop when no adjacent pair is in `merges`.
-   Emit the ids of the final tokens. (For a merge list in the order training produced it,
-   this is the same as applying the merges in list order; for a list in any other order it
-   is not, and the judge uses one.)
+   `merges`, take the pair of lowest rank; if it occurs more than once, merge ONLY its
+   LEFTMOST occurrence into one token left + right, then look at all the pairs again;
+   stop when no adjacent pair is in `merges`. Emit the ids of the final tokens.
+   One occurrence at a time matters: the new token may pair with its right neighbour at a
+   lower rank than the pair just merged, and then that pair goes next. With merges
+   [(b"ab", b"a"), (b"a", b"b")], "abab" becomes ab|a|b, then aba|b (the ids of
+   [b"aba", b"b"], as in Hugging Face), not ab|ab as merging every occurrence at once
+   gives. (For a merge list in the order training produced it, this is the same as
+   applying the merges in list order; for a list in any other order it is not, and the
+   judge uses one.)
 The result is a list of Python ints; the empty string encodes to [].
 
 Decoding, `decode(ids)`: concatenate the bytes of all the tokens (special tokens included),

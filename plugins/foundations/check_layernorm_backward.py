@@ -129,8 +129,11 @@ def test_normalized_size_one(solution, rng, mistakes):
         x = rng.randn(4, 3, 1, dtype=dtype, scale=5.0)
         w, b = _params(rng, 1, dtype)
         gy = rng.randn(4, 3, 1, dtype=dtype)
+        # Each dtype its own tolerance: y == bias and grad_x == 0 hold exactly for the usual
+        # formulas, but a float32 result one rounding away must still pass.
+        tol = TIGHT if dtype == torch.float64 else LOOSE
         _check_all(solution, mistakes, x, w, b, gy, what=f"{dtype} x of shape (4, 3, 1) (D = 1)",
-                   tol=TIGHT, tol_sum=LOOSE if dtype == torch.float32 else TIGHT)
+                   tol=tol, tol_sum=tol)
 
 
 @pytest.mark.points(2)

@@ -6,6 +6,8 @@ blank lines, so that whitespace runs get merges too), renumbers the ids at rando
 the ground truth in memory from that vocab and those merges: `tokenizers.models.BPE` over
 GPT-2's byte-to-unicode strings, the ByteLevel pre-tokenizer (add_prefix_space=False,
 use_regex=True) and decoder, the special tokens added with `add_special_tokens`.
+One check uses small hand-made merge lists instead, where merging the best pair's leftmost
+occurrence and then looking again gives other tokens than merging all its occurrences at once.
 """
 
 from __future__ import annotations
@@ -334,6 +336,46 @@ def test_merges_applied_by_rank(solution, rng, mistakes):
             f"encode({_short(text)}) with the merge list shuffled",
             mistakes=mistakes(lambda m, t=text: m.Tokenizer(vocab, shuffled, SPECIALS).encode(t)),
         )
+
+
+# Hand-made merge lists where the order of merging shows. After a merge the new token may
+# pair with its neighbour at a LOWER rank than the pair just merged; HF merges only the
+# leftmost occurrence of the best pair and then looks at all pairs again, so that new pair
+# goes first. Merging every occurrence of the best pair at once gives other tokens:
+# "abab" with [(ab, a), (a, b)] is [aba, b] in HF, [ab, ab] all at once. Each list's first
+# text also tells both from applying the merges in list order ("ababa": HF [aba, b, a], all
+# at once [ab, aba], list order [ab, ab, a]), so the right known mistake is named.
+ORDER_CASES: list[tuple[Merges, list[str]]] = [
+    ([(b"ab", b"a"), (b"a", b"b")], ["ababa", "abab", "ababab", "xabab abab", "aabab"]),
+    ([(b"aa", b"a"), (b"a", b"a")], ["aaaaa", "aaaa", " aaaaaa"]),
+    ([(b"a", b"a")], ["aaa", "aaaaa"]),  # overlapping occurrences: the leftmost goes first
+    ([(b"abc", b"a"), (b"ab", b"c"), (b"a", b"b")], ["abcabc", "abcabcabc"]),
+]
+
+
+def _small_vocab(merges: Merges, rng: Rng) -> Vocab:
+    """Every byte and every merge's product, under shuffled ids."""
+    tokens = [bytes([b]) for b in range(256)]
+    tokens += [t for t in dict.fromkeys(a + b for a, b in merges) if t not in tokens]
+    perm = rng.np.permutation(len(tokens))
+    return {int(perm[i]): token for i, token in enumerate(tokens)}
+
+
+@pytest.mark.points(2)
+def test_merges_one_occurrence_at_a_time(solution, rng, mistakes):
+    for k, (merges, texts) in enumerate(ORDER_CASES):
+        vocab = _small_vocab(merges, rng.child("vocab", k))
+        hf = _hf(vocab, merges, None)
+        tok = solution.Tokenizer(vocab, merges, None)
+        shown = "[" + ", ".join(f"({a!r}, {b!r})" for a, b in merges) + "]"
+        for text in texts:
+            _assert_ids(
+                tok.encode(text),
+                _hf_ids(hf, text),
+                vocab,
+                f"encode({text!r}) with merges {shown} (rank = index)",
+                mistakes=mistakes(lambda m, v=vocab, ms=merges, t=text: m.Tokenizer(v, ms, None).encode(t)),
+            )
 
 
 @pytest.mark.points(2)

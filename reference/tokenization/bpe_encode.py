@@ -47,7 +47,8 @@ class Tokenizer:
         return pieces
 
     def _merge(self, pretoken: str) -> list[int]:
-        """BPE on one pre-token: merge the leftmost lowest-rank adjacent pair until none is left."""
+        """BPE on one pre-token: merge the leftmost lowest-rank adjacent pair, one occurrence at
+        a time (a new token may pair with its neighbour at a lower rank), until none is left."""
         parts = [bytes([b]) for b in pretoken.encode("utf-8")]
         while len(parts) > 1:
             ranks = [self.rank.get(pair, NO_MERGE) for pair in zip(parts, parts[1:])]
