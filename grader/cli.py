@@ -51,11 +51,11 @@ def cli() -> None:
     """Grade your implementations of the LLM curriculum.
 
     \b
-    grade                          everything
-    grade attention                one track
-    grade attention.sdpa           one exercise
-    grade attention.sdpa.causal    one check
-    grade 'foundations.*'          a glob
+    grade                                  everything
+    grade attention                        one track
+    grade attention.sdpa                   one exercise
+    grade attention.sdpa.causal_top_left   one check
+    grade 'foundations.*'                  a glob
 
     Run `grade run --help` for grading options (--solutions, --report, -j, --fail-under...).
     """

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from helpers import ROOT, exercise_scores, load_results, run_grade
+
+from grader.config import load_config
+from grader.plugins import GradePlugins
 
 
 def test_help_is_fast_and_does_not_import_torch():
@@ -40,6 +44,11 @@ def test_report_json_and_list_show_last_status(tmp_path: Path):
     assert {"id", "title", "score", "max_score", "status", "checks"} <= set(exercise)
     assert {"name", "outcome", "points", "max_points", "message", "duration_s", "figures"} <= set(exercise["checks"][0])
     assert data["environment"]["torch"] and data["environment"]["mode"] == "isolated"
+    # A mistyped check name grades nothing and leaves the progress alone: exit 2, a suggestion.
+    typo = run_grade("foundations.softmax.near_overflow", cwd=tmp_path)
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert "foundations.softmax has no check named 'near_overflow' (did you mean " \
+           "'foundations.softmax.softmax_near_overflow'?)" in typo.stderr
     listing = run_grade("list", cwd=tmp_path)
     line = next(x for x in listing.stdout.splitlines() if "foundations.softmax" in x)
     assert "passed" in line and "13/13" in line
@@ -81,6 +90,20 @@ def test_hint_gives_the_next_hint_each_time(tmp_path: Path):
     for _ in range(5):
         last = run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout
     assert "Hint 3 of 3" in last
+
+
+def test_the_readme_and_help_examples_name_real_targets():
+    from grader.cli import cli
+
+    catalog = GradePlugins(load_config(ROOT)).catalog()
+    text = (ROOT / "README.md").read_text() + (cli.help or "")
+    examples = re.findall(r"^\s*grade ([a-z_][\w.*']*)", text, flags=re.MULTILINE)
+    targets = [t.strip("'") for t in examples if t not in cli.commands]
+    assert "foundations.softmax.softmax_near_overflow" in targets and "attention.sdpa.causal_top_left" in targets
+    for target in targets:
+        catalog.select([target])  # raises for a name that does not exist
+
+
 
 
 def test_parallel_jobs_give_the_same_scores(tmp_path: Path):
