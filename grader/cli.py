@@ -26,13 +26,38 @@ from grader.errors import ConfigError, GraderError
 EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+IMPLICIT_RUN = "grade.implicit_run"  # ctx.meta key: the first word was taken as a target
+
+
 class GradeGroup(click.Group):
     """A group whose bare arguments (`grade attention --report json:r.json`) mean `grade run ...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            ctx.meta[IMPLICIT_RUN] = bool(args) and not args[0].startswith("-")
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+def _check_first_word(word: str, catalog: Any) -> None:
+    """`grade lsit`: a plain word that is neither a command nor a track or exercise is
+    reported as such, with the closest of both, not as an unknown track."""
+    from grader.catalog import closest
+
+    if any(ch in word for ch in ".*?[") or word in catalog.names():
+        return  # a dotted or glob target: the catalog's own message fits it better
+    commands = sorted(name for name, c in cli.commands.items() if not c.hidden)
+    close = closest(word, commands + catalog.names())
+    if close in commands:
+        hint = f" Did you mean the command 'grade {close}'?"
+    elif close:
+        hint = f" Did you mean 'grade {close}'?"
+    else:
+        hint = ""
+    raise GraderError(
+        f"'{word}' is neither a command nor a track or exercise.{hint} "
+        f"Commands: {', '.join(commands)}; 'grade list' shows the tracks and exercises."
+    )
 
 
 def _context(blocked: tuple[str, ...] = ()) -> tuple[Any, Any]:
@@ -83,6 +108,8 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
 
     config, plugins = _context(blocked)
     catalog = plugins.catalog()
+    if targets and click.get_current_context().find_root().meta.get(IMPLICIT_RUN):
+        _check_first_word(targets[0], catalog)
     selection = catalog.select(list(targets))
     available = plugins.reporters()
     report_specs = [parse_report_spec(r, available) for r in (*config.reports, *reports)]

@@ -82,6 +82,17 @@ def test_usage_errors_exit_2():
     assert run_grade("--jobs", "0", cwd=ROOT).returncode == 2
 
 
+def test_a_mistyped_command_is_neither_a_command_nor_a_target():
+    for typo, meant in (("lsit", "the command 'grade list'"), ("hnit", "the command 'grade hint'"),
+                        ("foundatons", "'grade foundations'")):
+        proc = run_grade(typo, cwd=ROOT)
+        assert proc.returncode == 2, proc.stderr
+        assert f"'{typo}' is neither a command nor a track or exercise. Did you mean {meant}?" in proc.stderr
+        assert "Commands: check, hint, list, plugins, run" in proc.stderr
+    proc = run_grade("hnit", "foundations.softmax", cwd=ROOT)
+    assert proc.returncode == 2 and "Did you mean the command 'grade hint'?" in proc.stderr
+
+
 def test_hint_gives_the_next_hint_each_time(tmp_path: Path):
     (tmp_path / "grade.toml").write_text("")
     first = run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout
@@ -102,8 +113,6 @@ def test_the_readme_and_help_examples_name_real_targets():
     assert "foundations.softmax.softmax_near_overflow" in targets and "attention.sdpa.causal_top_left" in targets
     for target in targets:
         catalog.select([target])  # raises for a name that does not exist
-
-
 
 
 def test_parallel_jobs_give_the_same_scores(tmp_path: Path):
