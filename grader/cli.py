@@ -200,11 +200,15 @@ def hint_command(exercise: str) -> None:
         click.echo(f"{ex.id} has no hints.")
         return
     state = ProgressState(config.state_dir)
-    index = state.next_hint(ex.id, len(ex.hints))
+    index, again = state.next_hint(ex.id, len(ex.hints))
     state.save()
-    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}:\n\n{ex.hints[index]}")
-    if index + 1 < len(ex.hints):
+    last = index + 1 == len(ex.hints)
+    which = " again (the last one; there are no more)" if again else " (the last one)" if last else ""
+    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}{which}:\n\n{ex.hints[index]}")
+    if not last:
         click.echo(f"\nAsk again for the next one: grade hint {ex.id}")
+    elif not again:
+        click.echo(f"\nThat was the last hint for {ex.id}.")
 
 
 @cli.command("check")

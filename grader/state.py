@@ -35,12 +35,16 @@ class ProgressState:
                 "graded_at": run.started,
             }
 
-    def next_hint(self, exercise_id: str, n_hints: int) -> int:
-        """Index of the hint to show now: one further each call, staying on the last."""
-        shown = int(self.data["hints"].get(exercise_id, 0))
+    def next_hint(self, exercise_id: str, n_hints: int) -> tuple[int, bool]:
+        """The index of the hint to show now, one further each call and staying on the last,
+        and whether it was shown before (asked for again after the last)."""
+        try:
+            shown = max(0, int(self.data["hints"].get(exercise_id, 0)))
+        except (TypeError, ValueError):
+            shown = 0  # a damaged entry: start from the first hint
         index = min(shown, n_hints - 1)
         self.data["hints"][exercise_id] = min(shown + 1, n_hints)
-        return index
+        return index, shown >= n_hints
 
     def save(self) -> None:
         try:

@@ -93,14 +93,17 @@ def test_a_mistyped_command_is_neither_a_command_nor_a_target():
     assert proc.returncode == 2 and "Did you mean the command 'grade hint'?" in proc.stderr
 
 
-def test_hint_gives_the_next_hint_each_time(tmp_path: Path):
+def test_hint_gives_the_next_hint_each_time_and_says_which_is_the_last(tmp_path: Path):
     (tmp_path / "grade.toml").write_text("")
-    first = run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout
-    second = run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout
-    assert "Hint 1 of" in first and "Hint 2 of" in second
-    for _ in range(5):
-        last = run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout
-    assert "Hint 3 of 3" in last
+    shown = [run_grade("hint", "foundations.softmax", cwd=tmp_path).stdout for _ in range(4)]
+    assert shown[0].startswith("Hint 1 of 3 for foundations.softmax:\n")
+    assert shown[1].startswith("Hint 2 of 3 for foundations.softmax:\n")
+    assert "Ask again for the next one: grade hint foundations.softmax" in shown[1]
+    assert shown[2].startswith("Hint 3 of 3 for foundations.softmax (the last one):\n")
+    assert "That was the last hint" in shown[2] and "Ask again" not in shown[2]
+    assert shown[3].startswith("Hint 3 of 3 for foundations.softmax again (the last one; there are no more):\n")
+    last_hint = shown[2].split("\n\n")[1]
+    assert last_hint in shown[3] and "Ask again" not in shown[3]
 
 
 def test_the_readme_and_help_examples_name_real_targets():
