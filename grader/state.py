@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ class ProgressState:
     def status(self, exercise_id: str) -> dict[str, Any] | None:
         return self.data["exercises"].get(exercise_id)
 
-    def record(self, run: RunResult) -> None:
+    def record(self, run: RunResult, skip: Collection[str] = ()) -> None:
+        """Remember each exercise's status, except those in `skip` (graded only in part)."""
         for e in run.exercises:
+            if e.id in skip:
+                continue
             self.data["exercises"][e.id] = {
                 "status": e.status,
                 "score": e.score,
