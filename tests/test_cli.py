@@ -92,11 +92,12 @@ def test_feedback_says_each_thing_once_and_holds_at_80_columns_through_a_pipe(so
                      "foundations.layernorm_backward", cwd=solutions_copy.parent, env={"COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     out, lines = proc.stdout, proc.stdout.splitlines()
-    # The syntax error: once for the exercise's 7 checks, with the file and the line.
+    # The syntax error: once for the exercise's 7 checks, with the file, the line and a caret.
     assert out.count("SyntaxError") == 1, out
     assert "none of its 7 checks could run" in out
     code = next(i for i, x in enumerate(lines) if "def cross_entropy(logits, target)" in x)
     assert "solutions/foundations/cross_entropy.py: SyntaxError at line 3: expected ':'" in lines[code - 1]
+    assert lines[code + 1].index("^") == lines[code].index(")") + 1
     # The known mistake: named once, with the checks it explains.
     flat = " ".join(out.split())
     assert flat.count("divides by the sum over the whole tensor") == 1, out
