@@ -118,6 +118,35 @@ def test_feedback_says_each_thing_once_and_holds_at_80_columns_through_a_pipe(so
     assert lines[wrapped + 1].startswith("    ") and lines[wrapped + 1].strip(), lines[wrapped:wrapped + 2]
 
 
+def test_a_timeout_shows_the_students_line_and_all_expands_every_failing_check(solutions_copy: Path):
+    softmax = solutions_copy / "foundations" / "softmax.py"
+    text = softmax.read_text().replace("def logsumexp(x, dim=-1, keepdim=False):\n",
+                                       "def logsumexp(x, dim=-1, keepdim=False):\n    return _spin(x)\n\n\ndef _unused():\n")
+    text = text.replace("    return z - _log(_sum(_exp(z), dim))", "    raise NotImplementedError")
+    text += "\n\ndef _spin(x):\n    n = 1\n    while n > 0:\n        n += 1\n"
+    softmax.write_text(text)
+    source = text.splitlines()
+    call, loop = source.index("    return _spin(x)") + 1, source.index("    while n > 0:") + 1
+    out = solutions_copy.parent / "results.json"
+    proc = run_grade("--solutions", "solutions", "foundations.softmax", "--timeout", "2", "--all",
+                     "--report", f"json:{out}", cwd=solutions_copy.parent, env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    checks = load_results(out)["tracks"][0]["exercises"][0]["checks"]
+    timed_out = [c["name"] for c in checks if c["outcome"] == "timeout"]
+    failing = [c["name"] for c in checks if c["outcome"] != "passed"]
+    assert timed_out == ["logsumexp_matches_torch", "logsumexp_all_masked_slice"], checks
+    stopped = proc.stdout.split("Your code was here when it was stopped:")
+    assert len(stopped) == 1 + len(timed_out), proc.stdout
+    for where in stopped[1:]:
+        frames = where.split("rerun:")[0].strip().splitlines()
+        assert frames[0] == f'File "solutions/foundations/softmax.py", line {call}, in logsumexp', frames
+        assert frames[1].strip() == "return _spin(x)"
+        assert frames[2].strip() in (f'File "solutions/foundations/softmax.py", line {n}, in _spin' for n in (loop, loop + 1))
+    for name in failing:  # --all: every failing check in full
+        assert f"rerun: grade foundations.softmax.{name}" in proc.stdout
+    assert "--all" not in proc.stdout
+
+
 def test_fail_under_exit_code_and_not_started_names_the_file_to_open(tmp_path: Path):
     proc = run_grade("--solutions", "exercises", "foundations.softmax", "--fail-under", "50", cwd=ROOT)
     assert proc.returncode == 1

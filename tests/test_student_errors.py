@@ -50,3 +50,21 @@ def test_a_traceback_marks_the_expression_that_raised_unless_it_is_the_whole_lin
         load(student)
     lines = server_for(tmp_path / "sol").student_traceback(info.value).splitlines()
     assert lines[-2:] == ['  File "sol/t/ex.py", line 2, in g', "    raise ValueError('no')"]
+
+
+def test_a_stack_dump_shows_only_the_students_files_whatever_it_names(tmp_path: Path):
+    """The dump comes from the student's process: a path that leads out of their directory
+    (by '..' or a link) is not read, so a forged one cannot show the reference."""
+    from grader.solutions import student_stack
+
+    solutions = tmp_path / "sol"
+    (solutions / "t").mkdir(parents=True)
+    (solutions / "t" / "ex.py").write_text("def spin():\n    while True:\n        pass\n")
+    (tmp_path / "reference.py").write_text("SECRET = 42\n")
+    (solutions / "t" / "link.py").symlink_to(tmp_path / "reference.py")
+    dump = ("Timeout!\nThread 0x00007f (most recent call first):\n"
+            f'  File "{solutions}/../reference.py", line 1 in leak\n'
+            f'  File "{solutions}/t/link.py", line 1 in leak\n'
+            f'  File "{solutions}/t/ex.py", line 2 in spin\n'
+            '  File "/usr/lib/python3/threading.py", line 3 in run\n')
+    assert student_stack(dump, str(solutions), str(tmp_path)) == '  File "sol/t/ex.py", line 2, in spin\n    while True:'
