@@ -9,6 +9,7 @@ A track directory holds:
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
@@ -77,6 +78,22 @@ class Exercise:
     @property
     def reference_module_name(self) -> str:
         return f"reference.{self.track}.{self.name}"
+
+    def check_names(self) -> list[str] | None:
+        """The names of this exercise's checks (test functions without `test_`), read from its
+        check modules without importing them (no torch); None when a module cannot be read,
+        since then only collecting it can tell (and its error is reported then)."""
+        names: list[str] = []
+        for path in self.checks:
+            try:
+                tree = ast.parse(path.read_text(), str(path))
+            except (OSError, SyntaxError, ValueError):
+                return None
+            bodies = [tree.body] + [n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+            for body in bodies:
+                names += [n.name[5:] for n in body
+                          if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")]
+        return names
 
     def mutant(self, name: str) -> Mutant:
         for m in self.mutants:
@@ -227,7 +244,8 @@ class Catalog:
         """Resolve targets to (exercise, check names or None for all), in course order.
 
         A target is a track id, an exercise id, a glob over exercise ids, or
-        `<exercise id>.<check name>` for a single check (`attention.sdpa.causal`).
+        `<exercise id>.<check name>` for a single check (`attention.sdpa.causal_top_left`).
+        A check name that the exercise does not have is an error, with the closest names.
         """
         if not targets:
             return [(e, None) for e in self.exercises]
@@ -254,13 +272,38 @@ class Catalog:
             raise GraderError(f"no exercise matches '{target}'. Run 'grade list' to see them all.")
         exercise_id, _, check = target.rpartition(".")
         if exercise_id in self._exercises and check:
+            self._check_exists(self._exercises[exercise_id], check)
             return [(exercise_id, check)]
         raise GraderError(
             f"no track or exercise named '{target}'{self._did_you_mean(target)}. "
             "Run 'grade list' to see them all."
         )
 
+    def _check_exists(self, exercise: Exercise, check: str) -> None:
+        names = exercise.check_names()
+        if names is None or check.partition("[")[0] in names:
+            return
+        close = closest(check, names)
+        if close:
+            hint = f" (did you mean '{exercise.id}.{close}'?)"
+        else:
+            hint = f". Its checks are: {', '.join(names)}" if names else ". It has no checks"
+        raise GraderError(f"{exercise.id} has no check named '{check}'{hint}.")
+
     def _did_you_mean(self, name: str) -> str:
-        names = [t.id for t in self.tracks] + list(self._exercises)
-        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        return f" (did you mean '{close[0]}'?)" if close else ""
+        close = closest(name, self.names())
+        return f" (did you mean '{close}'?)" if close else ""
+
+    def names(self) -> list[str]:
+        """Every track and exercise id, in course order."""
+        return [t.id for t in self.tracks] + list(self._exercises)
+
+
+def closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate `name` was most likely meant to be: the most similar by spelling, else
+    the only one containing it (`near_overflow` for `softmax_near_overflow`)."""
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    containing = [c for c in candidates if name and name in c]
+    return containing[0] if len(containing) == 1 else None

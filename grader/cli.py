@@ -27,13 +27,38 @@ from grader.errors import ConfigError, GraderError
 EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
+IMPLICIT_RUN = "grade.implicit_run"  # ctx.meta key: the first word was taken as a target
+
+
 class GradeGroup(click.Group):
     """A group whose bare arguments (`grade attention --report json:r.json`) mean `grade run ...`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            ctx.meta[IMPLICIT_RUN] = bool(args) and not args[0].startswith("-")
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+
+def _check_first_word(word: str, catalog: Any) -> None:
+    """`grade lsit`: a plain word that is neither a command nor a track or exercise is
+    reported as such, with the closest of both, not as an unknown track."""
+    from grader.catalog import closest
+
+    if any(ch in word for ch in ".*?[") or word in catalog.names():
+        return  # a dotted or glob target: the catalog's own message fits it better
+    commands = sorted(name for name, c in cli.commands.items() if not c.hidden)
+    close = closest(word, commands + catalog.names())
+    if close in commands:
+        hint = f" Did you mean the command 'grade {close}'?"
+    elif close:
+        hint = f" Did you mean 'grade {close}'?"
+    else:
+        hint = ""
+    raise GraderError(
+        f"'{word}' is neither a command nor a track or exercise.{hint} "
+        f"Commands: {', '.join(commands)}; 'grade list' shows the tracks and exercises."
+    )
 
 
 def _context(blocked: tuple[str, ...] = ()) -> tuple[Any, Any]:
@@ -52,11 +77,11 @@ def cli() -> None:
     """Grade your implementations of the LLM curriculum.
 
     \b
-    grade                          everything
-    grade attention                one track
-    grade attention.sdpa           one exercise
-    grade attention.sdpa.causal    one check
-    grade 'foundations.*'          a glob
+    grade                                  everything
+    grade attention                        one track
+    grade attention.sdpa                   one exercise
+    grade attention.sdpa.causal_top_left   one check
+    grade 'foundations.*'                  a glob
 
     Run `grade run --help` for grading options (--solutions, --report, -j, --fail-under...).
     """
@@ -76,17 +101,25 @@ def cli() -> None:
                    "process: no namespaces. Default: strict when CI is set or with --hidden, else auto.")
 @click.option("-p", "blocked", multiple=True, metavar="no:NAME", help="Disable a plugin by name.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the final score line.")
+@click.option("--all", "expand_all", is_flag=True, help="Show every failing check in full (by default the first one is, "
+              "and the others get a line each).")
 def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple[str, ...], jobs: int | None,
                 fail_under: float | None, hidden: bool, timeout: float | None, seed: str | None,
-                isolation: str | None, blocked: tuple[str, ...], quiet: bool) -> None:
+                isolation: str | None, blocked: tuple[str, ...], quiet: bool, expand_all: bool) -> None:
     """Grade TARGETS (tracks, exercises, checks or globs; default: everything)."""
     from grader.reporting import parse_report_spec
 
     config, plugins = _context(blocked)
     catalog = plugins.catalog()
+    if targets and click.get_current_context().find_root().meta.get(IMPLICIT_RUN):
+        _check_first_word(targets[0], catalog)
     selection = catalog.select(list(targets))
     available = plugins.reporters()
     report_specs = [parse_report_spec(r, available) for r in (*config.reports, *reports)]
+    to_stdout = [fmt for fmt, path in report_specs if path in (None, "-")]
+    if len(to_stdout) > 1:
+        raise ConfigError(f"{len(to_stdout)} reports ({', '.join(to_stdout)}) would be written to stdout, one after "
+                          "the other; give all but one a path, e.g. --report junit:junit.xml.")
     solutions_dir = (solutions.resolve() if solutions else config.solutions) or Path("exercises").resolve()
     if not solutions_dir.is_dir():
         raise ConfigError(f"the solutions directory {solutions_dir} does not exist; pass --solutions DIR or run 'grade' in your project.")
@@ -112,9 +145,10 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         jobs=jobs or config.jobs,
         isolation=level,
     )
-    term = TerminalReport()
+    # With a report on stdout, stdout is the report's alone: people read stderr.
+    term = TerminalReport(stderr=bool(to_stdout))
     if not quiet:
-        term.start(len(selection))
+        term.start([e.id for e, _ in selection])
 
     def exercise_done(result: Any) -> None:
         if not quiet:
@@ -134,15 +168,47 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
                               "choose a path you can write.") from None
     plugins.run_finished(result)
     state = ProgressState(config.state_dir)
-    state.record(result)
+    # An exercise graded only in part (some of its checks) keeps the status it had.
+    state.record(result, skip={e.id for e, checks in selection if checks is not None})
     state.save()
+    below = fail_under is not None and result.percent < fail_under
     if quiet:
-        term.console.print(f"Score: {result.score:g}/{result.max_score:g} ({result.percent:.1f}%)")
+        term.score_line(result)
+        if below:
+            term.fail_under_line(fail_under)
     else:
-        term.summary(result)
-    if fail_under is not None and result.percent < fail_under:
-        term.console.print(f"[red]Below --fail-under {fail_under:g}%.[/]")
+        term.summary(result, _guide(catalog, selection, solutions_dir, state, expand_all, fail_under))
+    if below:
         sys.exit(EXIT_BELOW)
+
+
+def _student_file(solutions_dir: Path, exercise: Any) -> str:
+    """The student's file for `exercise`, as they would type it: relative to the working
+    directory when it is inside it."""
+    path = solutions_dir / exercise.track / f"{exercise.name}.py"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _guide(catalog: Any, selection: list[tuple[Any, Any]], solutions_dir: Path, state: Any, expand_all: bool,
+           fail_under: float | None) -> Any:
+    """What the summary needs beyond the results: files, known mistakes, and what is next."""
+    from grader.terminal import Guide
+
+    selected = {e.id for e, _ in selection}
+    # The progress file already holds this run's results, and the earlier runs' for the rest.
+    next_up = next(((e.id, e.title) for e in catalog.exercises
+                    if (state.status(e.id) or {}).get("status") != "passed"), None)
+    return Guide(
+        files={e.id: _student_file(solutions_dir, e) for e in catalog.exercises},
+        misconceptions={e.id: {m.name: m.misconception for m in e.mutants} for e, _ in selection},
+        whole_course=selected == {e.id for e in catalog.exercises} and all(c is None for _, c in selection),
+        next_up=next_up,
+        expand_all=expand_all,
+        fail_under=fail_under,
+    )
 
 
 @cli.command("list")
@@ -174,11 +240,15 @@ def hint_command(exercise: str) -> None:
         click.echo(f"{ex.id} has no hints.")
         return
     state = ProgressState(config.state_dir)
-    index = state.next_hint(ex.id, len(ex.hints))
+    index, again = state.next_hint(ex.id, len(ex.hints))
     state.save()
-    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}:\n\n{ex.hints[index]}")
-    if index + 1 < len(ex.hints):
+    last = index + 1 == len(ex.hints)
+    which = " again (the last one; there are no more)" if again else " (the last one)" if last else ""
+    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}{which}:\n\n{ex.hints[index]}")
+    if not last:
         click.echo(f"\nAsk again for the next one: grade hint {ex.id}")
+    elif not again:
+        click.echo(f"\nThat was the last hint for {ex.id}.")
 
 
 @cli.command("watch")

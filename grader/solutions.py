@@ -12,13 +12,16 @@ moves frames.
 from __future__ import annotations
 
 import json
+import linecache
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,8 @@ IMPORT_GRACE_S = 20.0
 ZYGOTE_START_S = 120.0
 CAPTURE_TAIL = 4000
 CPU_CALLS = 100  # the CPU-time cap of a solution process: this many calls at their deadline
+STACK_DUMP_WAIT_S = 1.0  # after a timeout, how long to wait for the process's stack dump
+CAPTURE_DUMP = 64 << 10  # how much of the capture file is read for it
 
 SIGNAL_NOTES = {
     signal.SIGSEGV: "a segmentation fault: memory was read or written out of bounds",
@@ -196,6 +201,12 @@ class Zygote:
         except RuntimeError:
             pass
 
+    def dump_stack(self, pid: int) -> None:
+        try:
+            self._request({"op": ZygoteOp.DUMP_STACK, "pid": pid})
+        except RuntimeError:
+            pass
+
     def wait(self, pid: int, timeout: float) -> int | None:
         try:
             return self._request({"op": ZygoteOp.WAIT, "pid": pid, "timeout": timeout}, timeout=timeout + 10)["status"]
@@ -236,6 +247,36 @@ def describe_exit(status: int | None) -> str:
     return f"the solution process exited with status {os.WEXITSTATUS(status)} (did your code call os._exit or exit?)"
 
 
+_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<name>.+)$')
+
+
+def student_stack(dump: str, solutions: str, display_root: str) -> str:
+    """The student's frames of a faulthandler dump, as a traceback (most recent call last),
+    with their source lines. The thread shown is the first one running the student's code."""
+    root = Path(solutions).resolve()
+    for block in dump.split("most recent call first):")[1:]:
+        frames = []
+        for line in block.splitlines():  # this thread's frames, then the next one's header
+            m = _DUMP_FRAME.match(line)
+            # Resolved first: the dump is the student's to forge, and only their files are read.
+            if m and Path(m["file"]).resolve().is_relative_to(root):
+                frames.append((str(Path(m["file"]).resolve()), int(m["line"]), m["name"]))
+        if frames:
+            out = []
+            for path, lineno, name in reversed(frames[:20]):
+                try:
+                    shown = os.path.relpath(path, display_root)
+                except ValueError:
+                    shown = path
+                out.append(f'  File "{shown}", line {lineno}, in {name}')
+                linecache.checkcache(path)  # the file may have been saved since the last look
+                source = linecache.getline(path, lineno).strip()
+                if source:
+                    out.append(f"    {source}")
+            return "\n".join(out)
+    return ""
+
+
 class SolutionProcess:
     """One running solution process: a wire socket, its pid (as the zygote knows it), and
     the file its file descriptors 1 and 2 write to (read for crash reports)."""
@@ -255,6 +296,7 @@ class SolutionProcess:
             theirs.close()
             os.close(capture)
         self.alive = True
+        self.display_root = request["display_root"]
 
     def exchange(self, header: Any, buffers: list[bytes], deadline: wire.Deadline, max_bytes: int) -> tuple[Any, list[bytes]]:
         wire.send_frame(self.sock, header, buffers, deadline)
@@ -284,6 +326,30 @@ class SolutionProcess:
                 continue
             lines.append(line)
         return "\n".join(lines)
+
+    def stopped_at(self) -> str:
+        """Where the student's code is now (the current call ran out of time): the student's
+        frames of the stacks the process writes to its capture file when the zygote signals
+        it, as a traceback, most recent call last; "" when none came within STACK_DUMP_WAIT_S."""
+        try:
+            start = os.path.getsize(self.capture)  # what the process wrote before is not the dump
+        except OSError:
+            return ""
+        self.zygote.dump_stack(self.pid)
+        text, size, waited = "", -1, 0.0
+        while waited < STACK_DUMP_WAIT_S:
+            try:
+                with open(self.capture, "rb") as f:
+                    f.seek(start)
+                    text = f.read(CAPTURE_DUMP).decode(errors="replace")
+            except OSError:
+                return ""
+            if "most recent call first" in text and len(text) == size:
+                break  # the dump is there and no longer growing
+            size = len(text)
+            time.sleep(0.02)
+            waited += 0.02
+        return student_stack(text, self.solutions, self.display_root)
 
     def kill(self, exited: bool = False) -> int | None:
         """Have the zygote kill the process and all it started; return its exit status.
@@ -420,11 +486,13 @@ class SolutionHandle:
         try:
             reply_header, reply_buffers = process.exchange(header, buffers, deadline, self.max_frame)
         except wire.FrameTimeout:
+            where = process.stopped_at()
             process.kill()
             self.process = None
             raise SolutionTimeout(
                 f"{describe or 'the call'} did not return within {self.timeout:g} s; the solution process was "
                 "stopped. Look for an endless loop, or work that grows much faster than the input."
+                + (f"\nYour code was here when it was stopped:\n{where}" if where else "")
             ) from None
         except wire.PeerClosed:
             status = process.kill(exited=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ class ProgressState:
     def status(self, exercise_id: str) -> dict[str, Any] | None:
         return self.data["exercises"].get(exercise_id)
 
-    def record(self, run: RunResult) -> None:
+    def record(self, run: RunResult, skip: Collection[str] = ()) -> None:
+        """Remember each exercise's status, except those in `skip` (graded only in part)."""
         for e in run.exercises:
+            if e.id in skip:
+                continue
             self.data["exercises"][e.id] = {
                 "status": e.status,
                 "score": e.score,
@@ -35,12 +39,16 @@ class ProgressState:
                 "graded_at": run.started,
             }
 
-    def next_hint(self, exercise_id: str, n_hints: int) -> int:
-        """Index of the hint to show now: one further each call, staying on the last."""
-        shown = int(self.data["hints"].get(exercise_id, 0))
+    def next_hint(self, exercise_id: str, n_hints: int) -> tuple[int, bool]:
+        """The index of the hint to show now, one further each call and staying on the last,
+        and whether it was shown before (asked for again after the last)."""
+        try:
+            shown = max(0, int(self.data["hints"].get(exercise_id, 0)))
+        except (TypeError, ValueError):
+            shown = 0  # a damaged entry: start from the first hint
         index = min(shown, n_hints - 1)
         self.data["hints"][exercise_id] = min(shown + 1, n_hints)
-        return index
+        return index, shown >= n_hints
 
     def save(self) -> None:
         try:

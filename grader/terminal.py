@@ -1,13 +1,22 @@
-"""What a person sees in the terminal: progress while grading, then verdicts and next steps."""
+"""What a person sees in the terminal: progress while grading, then verdicts and next steps.
+
+Each thing is said once: checks that failed the same way (an import error fails them all)
+are one item, and a known mistake is named once per exercise with the checks it explains.
+The run's first failing check is shown in full and the others in one line each, unless
+`expand_all`. Layout holds at 80 columns and through a pipe: a line holding an id or a
+command is never wrapped (the terminal may fold it; a pipe keeps it whole), and wrapped
+prose keeps its indent.
+"""
 
 from __future__ import annotations
 
+import textwrap
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
 from grader.results import CheckResult, ExerciseResult, RunResult
 
@@ -18,19 +27,111 @@ STATUS_STYLE = {
     "error": ("!", "red"),
     "not_started": ("·", "dim"),
 }
-MAX_FAILURES_SHOWN = 4
 OUTPUT_SHOWN = 1500
+INDENT = 4
+
+
+@dataclass
+class Guide:
+    """What the summary says beyond the results, filled in by the CLI from the catalog, the
+    selection and the progress file."""
+
+    files: dict[str, str] = field(default_factory=dict)  # exercise id -> the student's file
+    misconceptions: dict[str, dict[str, str]] = field(default_factory=dict)  # id -> mistake -> meaning
+    whole_course: bool = False  # every check of every exercise was selected
+    # The first exercise in course order not passed yet, after this run: (id, title).
+    next_up: tuple[str, str] | None = None
+    expand_all: bool = False
+    fail_under: float | None = None
+
+
+@dataclass
+class _Failure:
+    """Checks of one exercise that failed with the same outcome, message and traceback."""
+
+    checks: list[CheckResult]
+    message: str  # without the known mistake's sentence, which is shown once per exercise
+
+    @property
+    def first(self) -> CheckResult:
+        return self.checks[0]
+
+    @property
+    def points(self) -> float:
+        return sum(c.max_points for c in self.checks)
+
+
+def failing_checks(e: ExerciseResult) -> list[CheckResult]:
+    return [c for c in e.checks if c.outcome not in ("passed", "skipped")]
+
+
+def needs_work(e: ExerciseResult) -> bool:
+    return bool(e.error) or bool(failing_checks(e))
+
+
+def _named_mistake(check: CheckResult, misconceptions: dict[str, str]) -> str:
+    """The known mistake `check`'s message names, to be shown once for the exercise; "" when
+    it names none, or several (one output can match more than one mistake: left as it is)."""
+    meaning = misconceptions.get(check.mistake)
+    if not meaning or meaning not in check.message:
+        return ""
+    if any(other in check.message for name, other in misconceptions.items() if name != check.mistake):
+        return ""
+    return check.mistake
+
+
+def _without(message: str, text: str) -> str:
+    """`message` less the line that holds `text` (from that line's start to `text`'s end)."""
+    at = message.find(text) if text else -1
+    if at < 0:
+        return message
+    start = max(message.rfind("\n", 0, at), 0)
+    return (message[:start] + message[at + len(text):]).strip("\n")
 
 
 class TerminalReport:
-    def __init__(self, console: Console | None = None):
-        self.console = console or Console(highlight=False)
+    def __init__(self, console: Console | None = None, *, stderr: bool = False):
+        self.console = console or Console(highlight=False, stderr=stderr)
         self.progress: Progress | None = None
         self.task: Any = None
+        self._order: list[str] = []
+        self._held: dict[str, ExerciseResult] = {}
+        self._id_width = 36
+
+    # --- layout helpers ----------------------------------------------------------------
+
+    def _line(self, text: Text | str, style: str = "") -> None:
+        """One line that is never wrapped or cut: ids and commands stay whole."""
+        line = text if isinstance(text, Text) else Text(text, style=style)
+        self.console.print(line, no_wrap=True, overflow="ignore", crop=False)
+
+    def _wrapped(self, text: str, indent: int, style: str = "") -> None:
+        """Prose wrapped to the width, every line (the continuations too) at `indent`; a
+        word longer than a line (a path) is kept whole on a line of its own."""
+        width = max(20, self.console.width - indent)
+        for paragraph in text.splitlines() or [""]:
+            for line in textwrap.wrap(paragraph, width, break_long_words=False, break_on_hyphens=False) or [""]:
+                self._line(" " * indent + line, style)
+
+    def _commands(self, rows: list[tuple[str, str]], indent: int = 2) -> None:
+        """Commands one per line, each whole, with what it does beside it."""
+        width = max(len(command) for command, _ in rows) + 3
+        fits = indent + width + max(len(what) for _, what in rows) <= self.console.width
+        for command, what in rows:
+            line = Text(" " * indent) + Text(command, style="bold")
+            if what and fits:  # else the commands alone, rather than lines that overflow
+                line += Text(" " * (width - len(command)) + what, style="dim")
+            self._line(line)
 
     # --- while grading -----------------------------------------------------------------
 
-    def start(self, n_exercises: int) -> None:
+    def start(self, order: list[str]) -> None:
+        """Show progress while grading; results are printed in `order` (course order),
+        each held back until those before it are done (with -j they finish out of order)."""
+        self._order = list(order)
+        self._id_width = max([len(i) for i in order] + [20]) + 2
+        if not self.console.is_terminal:
+            return  # a pipe or a file gets the results alone
         self.progress = Progress(
             TextColumn("[bold]grading[/]"),
             BarColumn(),
@@ -40,7 +141,7 @@ class TerminalReport:
             console=self.console,
             transient=True,
         )
-        self.task = self.progress.add_task("", total=n_exercises)
+        self.task = self.progress.add_task("", total=len(order))
         self.progress.start()
 
     def check_done(self, exercise_id: str, check: CheckResult) -> None:
@@ -48,76 +149,209 @@ class TerminalReport:
             self.progress.update(self.task, description=f"{exercise_id}.{check.name}")
 
     def exercise_done(self, result: ExerciseResult) -> None:
-        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
-        score = f"{result.score:g}/{result.max_score:g}"
-        status = result.status.replace("_", " ")
-        line = f"[{style}]{mark} {result.id:<36}[/] {score:>8}  [{style}]{status}[/]"
-        if result.skipped_points:
-            line += f"  [dim]({result.skipped_points:g} points skipped)[/]"
-        self.console.print(line)
+        self._held[result.id] = result
+        while self._order and self._order[0] in self._held:
+            self._exercise_line(self._held.pop(self._order.pop(0)))
+        if result.id not in self._order and result.id in self._held:  # not announced in start()
+            self._exercise_line(self._held.pop(result.id))
         if self.progress is not None:
             self.progress.advance(self.task)
 
+    def _exercise_line(self, result: ExerciseResult) -> None:
+        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
+        line = Text(f"{mark} {result.id:<{self._id_width}}", style=style)
+        line += Text(f"{result.score:g}/{result.max_score:g}".rjust(7) + "  ")
+        line += Text(result.status.replace("_", " "), style=style)
+        if result.skipped_points:
+            line += Text(f"  ({result.skipped_points:g} points skipped)", style="dim")
+        self._line(line)
+
     def stop(self) -> None:
+        for exercise_id in list(self._order):  # a run cut short: what finished is still shown
+            if exercise_id in self._held:
+                self._exercise_line(self._held.pop(exercise_id))
+        self._order = []
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
 
     # --- after grading -----------------------------------------------------------------
 
-    def summary(self, run: RunResult) -> None:
+    def summary(self, run: RunResult, guide: Guide | None = None) -> None:
+        guide = guide or Guide()
         c = self.console
+        expanded_one = False
+        collapsed = 0
         for e in run.exercises:
-            if e.status in ("partial", "failed", "error"):
-                self._exercise_details(e)
+            if needs_work(e) and e.status != "not_started":
+                expanded_one, n = self._exercise_details(e, guide, expanded_one)
+                collapsed += n
+        if collapsed:
+            c.print()
+            self._wrapped(f"{collapsed} more failing check(s) shown in one line; add --all to see each in full.", 0, "dim")
         c.print()
-        c.print(f"[bold]Score: {run.score:g}/{run.max_score:g} ({run.percent:.1f}%)[/]  in {run.duration_s:.1f} s")
+        self.score_line(run, bold=True)
         if run.skipped_points:
-            c.print(f"[dim]{run.skipped_points:g} points were skipped (GPU checks without a GPU) and left out of the maximum.[/]")
-        todo = next((e for e in run.exercises if e.status != "passed"), None)
-        if todo is None:
-            c.print("[green]Everything passes.[/]")
-        elif todo.status == "not_started":
-            c.print(f"Next: [bold]{todo.id}[/] ({todo.title}). Stuck? [bold]grade hint {todo.id}[/]")
-        else:
-            c.print(f"Keep going on [bold]{todo.id}[/]: [bold]grade {todo.id}[/] grades just it; "
-                    f"[bold]grade hint {todo.id}[/] gives the next hint.")
+            self._wrapped(f"{run.skipped_points:g} points were skipped (GPU checks without a GPU) and left out of "
+                          "the maximum.", 0, "dim")
+        below = guide.fail_under is not None and run.percent < guide.fail_under
+        self._next_steps(run, guide, below)
+        if below:
+            self.fail_under_line(guide.fail_under)
 
-    def _exercise_details(self, e: ExerciseResult) -> None:
+    def score_line(self, run: RunResult, bold: bool = False) -> None:
+        line = Text(f"Score: {run.score:g}/{run.max_score:g} ({run.percent:.1f}%)", style="bold" if bold else "")
+        if bold:
+            line += Text(f"  in {run.duration_s:.1f} s")
+        self._line(line)
+
+    def fail_under_line(self, fail_under: float | None) -> None:
+        self._line(f"Below --fail-under {fail_under:g}%.", "red")
+
+    def _next_steps(self, run: RunResult, guide: Guide, below: bool) -> None:
+        todo = next((e for e in run.exercises if needs_work(e)), None)
+        if todo is not None and todo.status == "not_started":
+            self._wrapped(f"Next: {todo.id} ({todo.title}), not started yet.", 0)
+            self._open_and_grade(todo.id, guide, hint=True)
+        elif todo is not None:
+            self._line(Text("Keep going on ") + Text(todo.id, style="bold") + Text(":"))
+            self._commands([(f"grade {todo.id}", "grades just it"), (f"grade hint {todo.id}", "the next hint")])
+        elif not any(c.outcome != "skipped" for e in run.exercises for c in e.checks):
+            self._line("No check was graded.", "yellow")
+        elif below:
+            pass  # every graded check passed, yet the score is below the bar: say only that
+        elif guide.whole_course:
+            self._line("Everything passes.", "green")
+        else:
+            graded = sum(c.outcome == "passed" for e in run.exercises for c in e.checks)
+            self._line(f"All {graded} selected check(s) pass.", "green")
+            if guide.next_up is None:
+                self._line("Every exercise of the course passed when last graded.", "green")
+            else:
+                next_id, title = guide.next_up
+                self._wrapped(f"Next: {next_id} ({title}).", 0)
+                self._open_and_grade(next_id, guide, hint=False)
+
+    def _open_and_grade(self, exercise_id: str, guide: Guide, hint: bool) -> None:
+        path = guide.files.get(exercise_id)
+        rows = [(f"open {path}", "the file to edit")] if path else []
+        rows.append((f"grade {exercise_id}", "grades it"))
+        if hint:
+            rows.append((f"grade hint {exercise_id}", "a hint when stuck"))
+        self._commands(rows)
+
+    def _exercise_details(self, e: ExerciseResult, guide: Guide, expanded_one: bool) -> tuple[bool, int]:
+        """Print what failed in `e`; returns (whether a check has been shown in full by now,
+        how many were shown in one line)."""
         c = self.console
         c.print()
-        c.rule(f"[bold]{e.id}[/] — {escape(e.title)}", align="left")
+        self._wrapped(f"── {e.id} — {e.title}", 0, "bold")
         if e.error:
-            c.print(f"[red]{escape(e.error)}[/]")
-        failing = [x for x in e.checks if x.outcome not in ("passed", "skipped")]
-        for check in failing[:MAX_FAILURES_SHOWN]:
-            self._check_details(e.id, check)
-        if len(failing) > MAX_FAILURES_SHOWN:
-            c.print(f"[dim]... and {len(failing) - MAX_FAILURES_SHOWN} more failing checks: grade {e.id} --report json:- shows all[/]")
+            self._code(e.error, INDENT - 2, "red")
+        misconceptions = guide.misconceptions.get(e.id, {})
+        groups = self._group(failing_checks(e), misconceptions)
+        graded = [x for x in e.checks if x.outcome != "skipped"]
+        collapsed = 0
+        for group in groups:
+            whole = len(group.checks) == len(graded) > 1  # e.g. an import error: it is all there is
+            if guide.expand_all or whole or not expanded_one:
+                self._failure_in_full(e.id, group, whole)
+                expanded_one = True
+            else:
+                self._failure_in_one_line(group)
+                collapsed += len(group.checks)
+        self._mistakes(e, misconceptions)
+        return expanded_one, collapsed
 
-    def _check_details(self, exercise_id: str, check: CheckResult) -> None:
-        c = self.console
-        c.print(f"[red]✗ {check.name}[/] [dim]({check.outcome}, {check.max_points:g} pt)[/]")
-        for line in check.message.splitlines() or [""]:
-            c.print(f"    {escape(line)}")
-        if check.traceback:
-            c.print("    [dim]your code:[/]")
-            for line in check.traceback.splitlines():
-                c.print(f"    [dim]{escape(line)}[/]")
-        if check.output:
-            text = check.output if len(check.output) <= OUTPUT_SHOWN else check.output[:OUTPUT_SHOWN] + " [...]"
-            c.print("    [dim]your output:[/]")
-            for line in text.splitlines():
-                c.print(f"    [dim]| {escape(line)}[/]")
-        c.print(f"    [dim]rerun: grade {exercise_id}.{check.name}[/]")
+    @staticmethod
+    def _group(checks: list[CheckResult], misconceptions: dict[str, str]) -> list[_Failure]:
+        groups: dict[tuple[str, str, str], _Failure] = {}
+        for check in checks:
+            named = _named_mistake(check, misconceptions)
+            message = _without(check.message, misconceptions[named]) if named else check.message
+            key = (check.outcome, message, check.traceback)
+            if key in groups:
+                groups[key].checks.append(check)
+            else:
+                groups[key] = _Failure([check], message)
+        return list(groups.values())
+
+    def _heading(self, group: _Failure, whole: bool) -> Text:
+        first = group.first
+        mark, style = ("!", "red") if first.outcome == "error" else ("✗", "red")
+        outcome = "" if first.outcome == "failed" else f"{first.outcome}, "  # the mark says failed
+        if whole and first.outcome == "error":
+            names, outcome = f"none of its {len(group.checks)} checks could run", ""
+        elif whole:
+            names = f"all {len(group.checks)} checks"
+        else:
+            names = ", ".join(x.name for x in group.checks)
+        return Text(f"{mark} {names}", style=style) + Text(f" ({outcome}{group.points:g} pt)", style="dim")
+
+    def _failure_in_full(self, exercise_id: str, group: _Failure, whole: bool) -> None:
+        first = group.first
+        self._line(self._heading(group, whole))
+        self._message(group.message)
+        if first.traceback:
+            self._line(" " * INDENT + "your code:", "dim")
+            self._code(first.traceback, INDENT, "dim")
+        if first.output:
+            text = first.output if len(first.output) <= OUTPUT_SHOWN else first.output[:OUTPUT_SHOWN] + " [...]"
+            self._line(" " * INDENT + "your output:", "dim")
+            self._code(text, INDENT, "dim", prefix="| ")
+        target = exercise_id if len(group.checks) > 1 else f"{exercise_id}.{first.name}"
+        self._line(" " * INDENT + f"rerun: grade {target}", "dim")
+
+    def _message(self, message: str) -> None:
+        """A check's message: prose wraps at the indent; a line that starts with spaces is
+        code (a source line, a caret under it) and is kept as it is."""
+        for line in message.splitlines() or [""]:
+            if line.startswith(" "):
+                self._line(" " * INDENT + line)
+            else:
+                self._wrapped(line, INDENT)
+
+    def _code(self, text: str, indent: int, style: str, prefix: str = "") -> None:
+        for line in text.splitlines():
+            self._line(" " * indent + prefix + line, style)
+
+    def _failure_in_one_line(self, group: _Failure) -> None:
+        line = self._heading(group, False)
+        summary = next((x.strip() for x in group.message.splitlines() if x.strip()), "")
+        room = self.console.width - line.cell_len - 2
+        if summary and room >= 20:
+            if len(summary) > room:
+                summary = summary[: room - 1].rstrip() + "…"
+            line += Text(": " + summary)
+        self._line(line)
+
+    def _mistakes(self, e: ExerciseResult, misconceptions: dict[str, str]) -> None:
+        """Each known mistake the output matched, once, with the checks it explains."""
+        explained: dict[str, list[str]] = {}
+        for check in failing_checks(e):
+            named = _named_mistake(check, misconceptions)
+            if named:
+                explained.setdefault(named, []).append(check.name)
+        for mistake, checks in explained.items():
+            self._wrapped(f"Known mistake, which explains {', '.join(checks)}:", 2, "yellow")
+            self._wrapped(misconceptions[mistake], INDENT)
 
     # --- other commands ----------------------------------------------------------------
 
     def exercise_table(self, rows: list[tuple[str, str, str, str]]) -> None:
-        table = Table(show_header=True, header_style="bold", box=None)
-        for col in ("exercise", "title", "status", "score"):
-            table.add_column(col)
+        """`grade list`: one line per exercise. Ids, status and score are never cut; the title,
+        last, is cut to the width."""
+        id_width = max([len(r[0]) for r in rows] + [len("exercise")])
+        status_width = max([len(r[2]) + 2 for r in rows] + [len("status")])
+        score_width = max([len(r[3]) for r in rows] + [len("score")])
+        self._line(Text(f"{'exercise':<{id_width}}  {'status':<{status_width}}  {'score':>{score_width}}  title", style="bold"))
         for exercise_id, title, status, score in rows:
             mark, style = STATUS_STYLE.get(status, ("·", "dim"))
-            table.add_row(exercise_id, escape(title), f"[{style}]{mark} {status.replace('_', ' ')}[/]", score)
-        self.console.print(table)
+            line = Text(f"{exercise_id:<{id_width}}  ")
+            line += Text(f"{mark} {status.replace('_', ' ')}".ljust(status_width), style=style)
+            line += Text(f"  {score:>{score_width}}  ")
+            room = self.console.width - line.cell_len
+            if room >= 10:
+                line += Text(title if len(title) <= room else title[: room - 1].rstrip() + "…", style="dim")
+            line.rstrip()
+            self._line(line)

@@ -71,6 +71,7 @@ class ZygoteOp:
     SPAWN = "spawn"  # fork a solution process; fds: the wire, the capture file
     WAIT = "wait"  # {"pid", "timeout"} -> {"status": int | None}
     KILL = "kill"  # {"pid"}: kill a solution process and everything it started
+    DUMP_STACK = "dump_stack"  # {"pid"}: have a solution process write its threads' stacks to its capture
     EXIT = "exit"
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import linecache
 import operator
 import os
 import sys
@@ -102,6 +103,15 @@ class SolutionServer:
             lines.append(f'  File "{self.display(f.filename)}", line {f.lineno}, in {f.name}')
             if f.line:
                 lines.append(f"    {f.line}")
+                # Under the expression that raised, as Python shows it (not when it is the whole line).
+                colno, end = getattr(f, "colno", None), getattr(f, "end_colno", None)
+                if colno is not None and end is not None and f.end_lineno == f.lineno:
+                    raw = linecache.getline(f.filename, f.lineno).encode()
+                    indent = len(raw) - len(raw.lstrip())
+                    start = len(raw[indent:colno].decode(errors="replace"))  # the columns count bytes
+                    stop = len(raw[indent:end].decode(errors="replace"))
+                    if 0 <= start < stop <= len(f.line) and stop - start < len(f.line):
+                        lines.append(f"    {caret(f.line, start, stop)}")
         return "\n".join(lines)
 
     def error_payload(self, exc: BaseException) -> dict[str, Any]:
@@ -128,7 +138,14 @@ class SolutionServer:
         path = self.display(str(self.solutions / self.track / f"{self.name}.py"))
         if isinstance(exc, SyntaxError):
             where = f" at line {exc.lineno}" if exc.lineno else ""
-            detail = f"\n    {exc.text.rstrip()}" if exc.text else ""
+            detail = ""
+            if exc.text:
+                line = exc.text.rstrip()
+                detail = f"\n    {line}"
+                if exc.offset and exc.offset > 0:
+                    one_line = exc.end_lineno == exc.lineno and (exc.end_offset or 0) > exc.offset
+                    end = exc.end_offset if one_line else exc.offset + 1
+                    detail += f"\n    {caret(line, exc.offset - 1, end - 1)}"
             file = self.display(exc.filename) if exc.filename else path
             message = f"{file}: {type(exc).__name__}{where}: {exc.msg}{detail}"
         elif isinstance(exc, FileNotFoundError) and not exc.__traceback__.tb_next:
@@ -203,6 +220,13 @@ class SolutionServer:
         if op == Op.PROBE:
             return dispatch_probe(request["name"], request.get("args", ()), request.get("kwargs", {}))
         raise ValueError(f"unknown operation {op!r}")
+
+
+def caret(line: str, start: int, end: int) -> str:
+    """A line of ^ under columns start..end-1 (0-based) of `line`; its tabs are kept so
+    that the ^ line up however tabs are shown."""
+    pad = "".join(ch if ch == "\t" else " " for ch in line[:start])
+    return pad + "^" * max(1, end - start)
 
 
 def limit_cpu(deadline_s: Any) -> None:

@@ -10,6 +10,7 @@ initialises CUDA, so each forked child may. Requests are JSON lines (`protocol.Z
     {"op": "spawn", ...} + fds [wire, capture] -> {"pid": N}
     {"op": "wait", "pid": N, "timeout": s}     -> {"status": int | None}
     {"op": "kill", "pid": N}                     -> {"killed": N}
+    {"op": "dump_stack", "pid": N}               -> {"signalled": pid | None}
     {"op": "exit"}
 
 The zygote dies with the judge (PR_SET_PDEATHSIG), and each solution process with it.
@@ -33,6 +34,7 @@ CONTROL_MAX = 1 << 16
 FILE_SIZE_LIMIT = 256 << 20
 NPROC_LIMIT = 256
 NOFILE_LIMIT = 1024
+STACK_SIGNAL = signal.SIGUSR1
 
 
 def send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -80,6 +82,9 @@ def become_solution(control: socket.socket, wire_fd: int, capture_fd: int, reque
     os.dup2(capture_fd, 2)
     os.close(capture_fd)
     faulthandler.enable(file=sys.__stderr__, all_threads=False)
+    # On the judge's word (DUMP_STACK, before it kills a call that ran out of time): every
+    # thread's stack, so the student is told the line their code was on.
+    faulthandler.register(STACK_SIGNAL, file=sys.__stderr__, all_threads=True)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(request["env"])
@@ -97,6 +102,19 @@ def become_solution(control: socket.socket, wire_fd: int, capture_fd: int, reque
     from grader.sandbox import server
 
     server.run(socket.socket(fileno=wire_fd), request)
+
+
+def solution_below(waiter: int) -> int | None:
+    """The child of `waiter`: the solution process that `jail.isolate_child` forked."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == waiter:
+                        return int(entry)
+            except (OSError, IndexError, ValueError):
+                continue
+    return None
 
 
 def kill_tree(root: int) -> None:
@@ -211,6 +229,16 @@ def main() -> None:
                 else:
                     kill_tree(pid)
                 send(control, {"killed": pid})
+            elif op == ZygoteOp.DUMP_STACK:
+                pid = int(request["pid"])
+                # In the sandbox, the process spawned is a waiter; the solution is its child.
+                target = solution_below(pid) if sandboxed else pid
+                try:
+                    if target is not None:
+                        os.kill(target, STACK_SIGNAL)
+                except ProcessLookupError:
+                    target = None
+                send(control, {"signalled": target})
             elif op == ZygoteOp.WAIT:
                 end = time.monotonic() + float(request.get("timeout", 0))
                 pid = int(request["pid"])
