@@ -133,7 +133,7 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
     if note:
         click.echo(note, err=True)
     from grader.state import ProgressState
-    from grader.terminal import TerminalReport
+    from grader.terminal import TerminalReport, guide_for
 
     options = RunOptions(
         mode="isolated",
@@ -177,38 +177,9 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         if below:
             term.fail_under_line(fail_under)
     else:
-        term.summary(result, _guide(catalog, selection, solutions_dir, state, expand_all, fail_under))
+        term.summary(result, guide_for(catalog, selection, solutions_dir, state, expand_all, fail_under))
     if below:
         sys.exit(EXIT_BELOW)
-
-
-def _student_file(solutions_dir: Path, exercise: Any) -> str:
-    """The student's file for `exercise`, as they would type it: relative to the working
-    directory when it is inside it."""
-    path = solutions_dir / exercise.track / f"{exercise.name}.py"
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _guide(catalog: Any, selection: list[tuple[Any, Any]], solutions_dir: Path, state: Any, expand_all: bool,
-           fail_under: float | None) -> Any:
-    """What the summary needs beyond the results: files, known mistakes, and what is next."""
-    from grader.terminal import Guide
-
-    selected = {e.id for e, _ in selection}
-    # The progress file already holds this run's results, and the earlier runs' for the rest.
-    next_up = next(((e.id, e.title) for e in catalog.exercises
-                    if (state.status(e.id) or {}).get("status") != "passed"), None)
-    return Guide(
-        files={e.id: _student_file(solutions_dir, e) for e in catalog.exercises},
-        misconceptions={e.id: {m.name: m.misconception for m in e.mutants} for e, _ in selection},
-        whole_course=selected == {e.id for e in catalog.exercises} and all(c is None for _, c in selection),
-        next_up=next_up,
-        expand_all=expand_all,
-        fail_under=fail_under,
-    )
 
 
 @cli.command("list")
@@ -233,6 +204,7 @@ def list_command() -> None:
 def hint_command(exercise: str) -> None:
     """Show the next hint for EXERCISE (one more each time you ask)."""
     from grader.state import ProgressState
+    from grader.terminal import hint_text
 
     config, plugins = _context()
     ex = plugins.catalog().exercise(exercise)
@@ -242,13 +214,7 @@ def hint_command(exercise: str) -> None:
     state = ProgressState(config.state_dir)
     index, again = state.next_hint(ex.id, len(ex.hints))
     state.save()
-    last = index + 1 == len(ex.hints)
-    which = " again (the last one; there are no more)" if again else " (the last one)" if last else ""
-    click.echo(f"Hint {index + 1} of {len(ex.hints)} for {ex.id}{which}:\n\n{ex.hints[index]}")
-    if not last:
-        click.echo(f"\nAsk again for the next one: grade hint {ex.id}")
-    elif not again:
-        click.echo(f"\nThat was the last hint for {ex.id}.")
+    click.echo(hint_text(ex, index, again, f"grade hint {ex.id}"))
 
 
 @cli.command("watch")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -355,3 +356,44 @@ class TerminalReport:
                 line += Text(title if len(title) <= room else title[: room - 1].rstrip() + "…", style="dim")
             line.rstrip()
             self._line(line)
+
+
+def student_file(solutions_dir: Path, exercise: Any) -> str:
+    """The student's file for `exercise`, as they would type it: relative to the working
+    directory when it is inside it."""
+    path = solutions_dir / exercise.track / f"{exercise.name}.py"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def guide_for(catalog: Any, selection: list[tuple[Any, Any]], solutions_dir: Path, state: Any, expand_all: bool,
+           fail_under: float | None) -> Any:
+    """What the summary needs beyond the results: files, known mistakes, and what is next."""
+    selected = {e.id for e, _ in selection}
+    # The progress file already holds this run's results, and the earlier runs' for the rest.
+    next_up = next(((e.id, e.title) for e in catalog.exercises
+                    if (state.status(e.id) or {}).get("status") != "passed"), None)
+    return Guide(
+        files={e.id: student_file(solutions_dir, e) for e in catalog.exercises},
+        misconceptions={e.id: {m.name: m.misconception for m in e.mutants} for e, _ in selection},
+        whole_course=selected == {e.id for e in catalog.exercises} and all(c is None for _, c in selection),
+        next_up=next_up,
+        expand_all=expand_all,
+        fail_under=fail_under,
+    )
+
+
+def hint_text(exercise: Any, index: int, again: bool, ask_again: str) -> str:
+    """Hint `index` of `exercise`, saying which one it is, whether it is the last, and how to
+    ask for the next (`ask_again`: a command, or a key to press)."""
+    n = len(exercise.hints)
+    last = index + 1 == n
+    which = " again (the last one; there are no more)" if again else " (the last one)" if last else ""
+    text = f"Hint {index + 1} of {n} for {exercise.id}{which}:\n\n{exercise.hints[index]}"
+    if not last:
+        text += f"\n\nAsk again for the next one: {ask_again}"
+    elif not again:
+        text += f"\n\nThat was the last hint for {exercise.id}."
+    return text

@@ -176,7 +176,7 @@ class Watcher:
     def grade(self, exercise: Any, why: str) -> Any:
         from grader.errors import GraderError
         from grader.runner import run
-        from grader.terminal import TerminalReport
+        from grader.terminal import TerminalReport, guide_for
 
         c = self.console
         c.rule(f"[dim]{time.strftime('%H:%M:%S')}[/] {why}", align="left")
@@ -201,7 +201,8 @@ class Watcher:
             return None
         self.state.record(result)
         self.state.save()
-        term.summary(result)
+        term.summary(result, guide_for(self.catalog, [(exercise, None)], self.options.solutions, self.state,
+                                       expand_all=False, fail_under=None))
         return result
 
     def grade_current(self, why: str) -> None:
@@ -229,11 +230,11 @@ class Watcher:
         if not exercise.hints:
             self.console.print(f"{exercise.id} has no hints.")
             return
-        index = self.state.next_hint(exercise.id, len(exercise.hints))
+        from grader.terminal import hint_text
+
+        index, again = self.state.next_hint(exercise.id, len(exercise.hints))
         self.state.save()
-        last = " (the last one)" if index + 1 == len(exercise.hints) else ""
-        self.console.print(f"[bold]Hint {index + 1} of {len(exercise.hints)}{last}[/] for {exercise.id}:")
-        self.console.print(exercise.hints[index], markup=False)
+        self.console.print(hint_text(exercise, index, again, "press h"), markup=False)
 
     def show_list(self) -> None:
         from grader.terminal import TerminalReport
