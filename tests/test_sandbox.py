@@ -112,6 +112,30 @@ def test_each_call_gets_cpu_time_tied_to_its_deadline():
     assert hard == 1000 and 5 <= soft <= 10  # CPU used so far (about a second), the deadline, 2 s more
 
 
+CPU_REPORTER = """
+import resource, torch
+def softmax(x, dim=-1, keepdim=False):
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    raise RuntimeError(f"cpu {used.ru_utime + used.ru_stime:.2f} soft {soft} hard {hard} threads {torch.get_num_threads()}")
+log_softmax = logsumexp = softmax
+"""
+
+
+def test_every_call_into_a_solution_gets_cpu_time_for_its_deadline_only(tmp_path: Path, solutions_copy: Path):
+    (solutions_copy / "foundations" / "softmax.py").write_text(CPU_REPORTER)
+    out = tmp_path / "r.json"
+    proc = run_grade("--solutions", str(solutions_copy), "foundations.softmax", "--timeout", "3",
+                     "--report", f"json:{out}", "-q")
+    assert proc.returncode == 0, proc.stderr
+    checks = load_results(out)["tracks"][0]["exercises"][0]["checks"]
+    for check in checks:
+        numbers = check["message"].split("cpu ", 1)[1].split()
+        used, soft, hard, threads = float(numbers[0]), int(numbers[2]), int(numbers[4]), int(numbers[6])
+        assert soft < hard, "only the spawn-time limit for the whole process was set"
+        assert used + 3 <= soft <= used + 3 * threads + 3, check["message"]
+
+
 def test_the_zygote_imports_torch_only_inside_the_jail():
     """A user namespace cannot be entered by a process with threads, which torch may start."""
     import subprocess

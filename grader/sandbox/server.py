@@ -183,8 +183,9 @@ class SolutionServer:
             except protocol.PeerClosed:
                 return
             try:
+                # The judge adds the deadline beside the encoded request, which decoding drops.
+                limit_cpu(header.get("deadline_s") if isinstance(header, dict) else None)
                 request = protocol.decode(header, buffers, self.from_ref)
-                limit_cpu(request.get("deadline_s") if isinstance(request, dict) else None)
                 result = self.handle(request)
                 reply: dict[str, Any] = {Reply.OK: result}
             except BaseException as exc:  # the student's failures are data for the judge
@@ -231,14 +232,17 @@ def caret(line: str, start: int, end: int) -> str:
 
 def limit_cpu(deadline_s: Any) -> None:
     """Tie this call's CPU time to its wall-clock deadline: CPU time so far, plus the
-    deadline, plus a little (the hard limit, set at spawn, caps the process's total)."""
-    if not isinstance(deadline_s, (int, float)):
+    deadline on each of the process's torch threads, plus a little (the hard limit, set at
+    spawn, caps the process's total)."""
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or not deadline_s > 0:
         return
     import resource
 
+    import torch
+
     used = resource.getrusage(resource.RUSAGE_SELF)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    soft = int(used.ru_utime + used.ru_stime + deadline_s) + 2
+    soft = int(used.ru_utime + used.ru_stime + min(deadline_s, 1e6) * max(1, torch.get_num_threads())) + 2
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     try:
