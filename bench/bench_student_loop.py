@@ -16,25 +16,16 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_grade import ROOT, timed  # this folder is on sys.path when a script here runs
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 GRADE = [sys.executable, "-c", "from grader.cli import main; main()"]
-
-
-def timed(cmd: list[str], cwd: Path = ROOT) -> float:
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return elapsed
 
 
 def cold(exercise: str, repeat: int) -> None:

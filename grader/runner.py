@@ -51,14 +51,10 @@ class WarmJudge:
     shared: Path | None = None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
-        if self.shared is not None:
-            import shutil
+        from grader.solutions import release
 
-            shutil.rmtree(self.shared, ignore_errors=True)
-            self.shared = None
+        release(self.pool, self.shared)
+        self.pool = self.shared = None
 
 
 class _Injector:

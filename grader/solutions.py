@@ -576,3 +576,12 @@ class SolutionPool:
         if self.zygote is not None:
             self.zygote.close()
             self.zygote = None
+
+
+def release(pool: SolutionPool | None, shared: Path | None) -> None:
+    """End a run's solution side: its processes, its zygote, and the directory its checks
+    shared with solutions."""
+    if pool is not None:
+        pool.close()
+    if shared is not None:
+        shutil.rmtree(shared, ignore_errors=True)
