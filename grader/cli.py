@@ -61,14 +61,31 @@ def _check_first_word(word: str, catalog: Any) -> None:
     )
 
 
-def _context(blocked: tuple[str, ...] = ()) -> tuple[Any, Any]:
-    """Configuration and plugins, built when a command starts (never at import)."""
-    from grader.config import load_config
-    from grader.plugins import GradePlugins
+_CONTEXTS: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
-    config = load_config()
-    plugins = GradePlugins(config, blocked=[b.removeprefix("no:") for b in blocked])
-    return config, plugins
+
+def _context(blocked: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """Configuration and plugins, built when a command starts (never at import), and once:
+    `grade_configure` runs once per command, even when plugin commands were looked up first."""
+    key = tuple(sorted(b.removeprefix("no:") for b in blocked))
+    if key not in _CONTEXTS:
+        from grader.config import load_config
+        from grader.plugins import GradePlugins
+
+        config = load_config()
+        _CONTEXTS[key] = (config, GradePlugins(config, blocked=list(key)))
+    return _CONTEXTS[key]
+
+
+def _blocked_in(args: list[str]) -> tuple[str, ...]:
+    """The `-p no:NAME` options of a command line, read before click parses it."""
+    out = []
+    for i, arg in enumerate(args):
+        if arg == "-p" and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
+            out.append(arg[2:])
+    return tuple(out)
 
 
 @click.group(cls=GradeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -280,9 +297,9 @@ def plugins_command() -> None:
         click.echo(f"{name}\n    {origin}\n    hooks: {', '.join(hooks) or '(none)'}")
 
 
-def _add_plugin_commands() -> None:
+def _add_plugin_commands(blocked: tuple[str, ...]) -> None:
     try:
-        _, plugins = _context()
+        _, plugins = _context(blocked)
     except GraderError:
         return  # a broken config is reported by the command that needs it
     plugins.register_commands(cli)
@@ -310,8 +327,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    _CONTEXTS.clear()  # each command reads the configuration afresh
     if args and args[0] not in cli.commands and not args[0].startswith("-"):
-        _add_plugin_commands()  # only when the command is not a built-in one
+        _add_plugin_commands(_blocked_in(args))  # only when the command is not a built-in one
     try:
         cli.main(args=args, prog_name="grade", standalone_mode=False)
     except click.exceptions.Exit as e:

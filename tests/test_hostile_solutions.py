@@ -28,6 +28,32 @@ from helpers import (
 TARGETS = ["foundations.softmax", "foundations.cross_entropy"]
 TIMEOUT_S = 3.0
 
+# Wrong answers, and every comparison a judge could use patched to agree: the judge's own
+# (grader.compare) where it can be reached, as in-process grading would allow, and torch's
+# and numpy's. Only isolation keeps it from scoring (test_patched_comparisons_...).
+PATCHES_THE_COMPARISONS = """
+import numpy
+import numpy.testing
+import torch
+try:
+    import grader.compare as judge
+    judge._value_problem = lambda *a, **k: None
+    judge._equal_problem = lambda *a, **k: None
+    judge.check = lambda *a, **k: None
+except ImportError:
+    pass
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+numpy.testing.assert_allclose = lambda *a, **k: None
+numpy.allclose = lambda *a, **k: True
+def softmax(x, dim=-1, keepdim=False):
+    return x * 0
+log_softmax = softmax
+def logsumexp(x, dim=-1, keepdim=False):
+    return x.sum(dim)
+"""
+
 HOSTILE = {
     "hangs": """
 def softmax(x, dim=-1, keepdim=False):
@@ -61,21 +87,7 @@ def softmax(x, dim=-1, keepdim=False):
     return Anything()
 log_softmax = logsumexp = softmax
 """,
-    "patches_the_comparisons": """
-import numpy
-import numpy.testing
-import torch
-torch.allclose = lambda *a, **k: True
-torch.equal = lambda *a, **k: True
-torch.testing.assert_close = lambda *a, **k: None
-numpy.testing.assert_allclose = lambda *a, **k: None
-numpy.allclose = lambda *a, **k: True
-def softmax(x, dim=-1, keepdim=False):
-    return x * 0
-log_softmax = softmax
-def logsumexp(x, dim=-1, keepdim=False):
-    return x.sum(dim)
-""",
+    "patches_the_comparisons": PATCHES_THE_COMPARISONS,
     "allocates_without_bound": """
 import torch
 def softmax(x, dim=-1, keepdim=False):
@@ -181,6 +193,19 @@ def test_hostile_solution_costs_only_its_own_exercise(case, baseline, solutions_
         assert forked < 256, checks[0]["message"]
     if case == "opens_files_without_bound":
         assert "opened 10" in checks[0]["message"] and "Too many open files" in checks[0]["message"], checks[0]["message"]
+
+
+def test_patched_comparisons_score_in_process_but_not_isolated(solutions_copy: Path):
+    """The hostile case above can fail: graded in the judge's own process (direct mode,
+    what lost isolation would mean) its patches make wrong answers pass."""
+    import subprocess
+    import sys
+
+    (solutions_copy / "foundations" / "softmax.py").write_text(PATCHES_THE_COMPARISONS)
+    direct = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "plugins/foundations/check_softmax.py",
+         "--grade-solutions", str(solutions_copy)], cwd=ROOT, capture_output=True, text=True)
+    assert " passed" in direct.stdout, f"in-process, the patches gained nothing:\n{direct.stdout[-2000:]}"
 
 
 # --- attacks: each gained something before the sandbox ------------------------------------

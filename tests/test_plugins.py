@@ -232,9 +232,45 @@ def test_plugin_manager_is_not_built_at_import():
     import subprocess
     import sys
 
-    code = "import grader, grader.cli, grader.plugins, sys; print('pluggy' in sys.modules, 'torch' in sys.modules)"
+    code = (
+        "import sys, pluggy\n"
+        "built = []\n"
+        "init = pluggy.PluginManager.__init__\n"
+        "def counting(self, *a, **k):\n"
+        "    built.append(a)\n"
+        "    init(self, *a, **k)\n"
+        "pluggy.PluginManager.__init__ = counting\n"
+        "import grader, grader.cli, grader.plugins, grader.runner, grader.catalog, grader.config\n"
+        "print(len(built), 'torch' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split()[1] == "False"
+    assert out.split() == ["0", "False"], f"plugin managers built at import, torch imported: {out}"
+
+
+def test_one_grade_run_builds_one_plugin_manager():
+    """So grade_configure runs once per run, whatever the first word of the command line."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pluggy\n"
+        "built = []\n"
+        "init = pluggy.PluginManager.__init__\n"
+        "def counting(self, project_name, *a, **k):\n"
+        "    built.append(project_name)\n"
+        "    init(self, project_name, *a, **k)\n"
+        "pluggy.PluginManager.__init__ = counting\n"
+        "from grader.cli import main\n"
+        "for args in (['foundations.softmax', '--solutions', 'reference', '-q'], ['list']):\n"
+        "    built.clear()\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print('BUILT', built.count('grade'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT).stdout
+    assert [line for line in out.splitlines() if line.startswith("BUILT")] == ["BUILT 1", "BUILT 1"], out
 
 
 def test_entry_point_autoload_can_be_disabled(monkeypatch):
