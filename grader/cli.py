@@ -161,6 +161,7 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         timeout=timeout if timeout is not None else config.timeout,
         jobs=jobs or config.jobs,
         isolation=level,
+        blocked=tuple(b.removeprefix("no:") for b in blocked),
     )
     # With a report on stdout, stdout is the report's alone: people read stderr.
     term = TerminalReport(stderr=bool(to_stdout))

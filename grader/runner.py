@@ -37,6 +37,23 @@ class RunOptions:
     timeout: float | None = None
     jobs: int = 1
     isolation: str = "sandbox"  # "sandbox" (namespaces) or "process"; see resolve_isolation
+    blocked: tuple[str, ...] = ()  # plugins disabled by name (-p no:NAME), in -j workers too
+
+    def to_json(self) -> dict[str, Any]:
+        """The options as a -j worker receives them (see `from_json`)."""
+        return {
+            "mode": self.mode, "solutions": str(self.solutions) if self.solutions else None,
+            "display_root": str(self.display_root), "salt": self.salt, "hidden": self.hidden,
+            "timeout": self.timeout, "jobs": self.jobs, "isolation": self.isolation, "blocked": list(self.blocked),
+        }
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> RunOptions:
+        return cls(
+            mode=o["mode"], solutions=Path(o["solutions"]) if o["solutions"] else None,
+            display_root=Path(o["display_root"]), salt=o["salt"], hidden=o["hidden"], timeout=o["timeout"],
+            jobs=o["jobs"], isolation=o["isolation"], blocked=tuple(o["blocked"]),
+        )
 
 
 @dataclass
@@ -265,37 +282,46 @@ def _run_parallel(
     options: RunOptions,
     on_exercise: Callable[[ExerciseResult], None] | None,
 ) -> dict[str, ExerciseResult]:
+    import shutil
+
     workers = []
     tmp = Path(tempfile.mkdtemp(prefix="grade-jobs-"))
-    for i, group in enumerate(_split(selection, options.jobs)):
-        spec = {
-            "targets": [e.id if c is None else [e.id, sorted(c)] for e, c in group],
-            "options": {**options.__dict__, "solutions": str(options.solutions) if options.solutions else None,
-                        "display_root": str(options.display_root), "jobs": options.jobs},
-            "cwd": str(Path.cwd()),
-        }
-        spec_path = tmp / f"job{i}.json"
-        spec_path.write_text(json.dumps(spec))
-        out_path = tmp / f"job{i}.out.json"
-        proc = subprocess.Popen([sys.executable, "-m", "grader.runner", str(spec_path), str(out_path)])
-        workers.append((group, proc, out_path))
-    results: dict[str, ExerciseResult] = {}
-    for group, proc, out_path in workers:
-        proc.wait()
-        try:
-            data = json.loads(out_path.read_text())
-            for d in data:
-                results[d["id"]] = ExerciseResult.from_dict(d)
-        except (OSError, ValueError, KeyError):
-            pass
-        for exercise, _ in group:
-            if exercise.id not in results:
-                results[exercise.id] = ExerciseResult(
-                    exercise.id, exercise.title, error=f"the grading worker stopped unexpectedly (exit code {proc.returncode})"
-                )
-            if on_exercise:
-                on_exercise(results[exercise.id])
-    return results
+    try:
+        for i, group in enumerate(_split(selection, options.jobs)):
+            spec = {
+                "targets": [e.id if c is None else [e.id, sorted(c)] for e, c in group],
+                "options": options.to_json(),
+                "cwd": str(Path.cwd()),
+            }
+            spec_path = tmp / f"job{i}.json"
+            spec_path.write_text(json.dumps(spec))
+            out_path = tmp / f"job{i}.out.json"
+            proc = subprocess.Popen([sys.executable, "-m", "grader.runner", str(spec_path), str(out_path)])
+            workers.append((group, proc, out_path))
+        results: dict[str, ExerciseResult] = {}
+        for group, proc, out_path in workers:
+            proc.wait()
+            try:
+                data = json.loads(out_path.read_text())
+                for d in data:
+                    results[d["id"]] = ExerciseResult.from_dict(d)
+            except (OSError, ValueError, KeyError):
+                pass
+            for exercise, _ in group:
+                if exercise.id not in results:
+                    results[exercise.id] = ExerciseResult(
+                        exercise.id, exercise.title,
+                        error=f"the grading worker stopped unexpectedly (exit code {proc.returncode})",
+                    )
+                if on_exercise:
+                    on_exercise(results[exercise.id])
+        return results
+    finally:
+        for _, proc, _ in workers:
+            if proc.poll() is None:  # interrupted: no worker outlives the run
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def environment(options: RunOptions) -> dict[str, Any]:
@@ -330,24 +356,14 @@ def _worker(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     os.chdir(spec["cwd"])
     config = load_config()
-    catalog = GradePlugins(config).catalog()
+    options = RunOptions.from_json(spec["options"])
+    catalog = GradePlugins(config, blocked=options.blocked).catalog()
     selection = []
     for t in spec["targets"]:
         if isinstance(t, str):
             selection.append((catalog.exercise(t), None))
         else:
             selection.append((catalog.exercise(t[0]), frozenset(t[1])))
-    o = spec["options"]
-    options = RunOptions(
-        mode=o["mode"],
-        solutions=Path(o["solutions"]) if o["solutions"] else None,
-        display_root=Path(o["display_root"]),
-        salt=o["salt"],
-        hidden=o["hidden"],
-        timeout=o["timeout"],
-        jobs=o["jobs"],
-        isolation=o["isolation"],
-    )
     results = run_exercises(catalog, selection, options)
     Path(out_path).write_text(json.dumps([r.to_dict() for r in results.values()]))
 

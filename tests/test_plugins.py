@@ -208,6 +208,34 @@ def test_grade_exercise_finished_and_grade_run_finished_see_results(project: Pat
 # --- loading ------------------------------------------------------------------------------
 
 
+def test_parallel_workers_honour_disabled_plugins_and_leave_no_files(project: Path, tmp_path: Path):
+    (project / "adder.py").write_text(textwrap.dedent('''
+        from pathlib import Path
+        from grader import hookimpl
+        @hookimpl
+        def grade_extra_checks(exercise, config):
+            if exercise.id == "extra.double":
+                return [Path(__file__).parent / "added.py"]
+    '''))
+    (project / "added.py").write_text("def test_added_by_adder(solution):\n    assert solution.double(1) == 2\n")
+    (project / "pyproject.toml").write_text(
+        (project / "pyproject.toml").read_text().replace('plugins = ["myplugin"]', 'plugins = ["myplugin", "adder"]'))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = project / "r.json"
+
+    def checks(*args: str) -> list[str]:
+        proc = run_grade("extra", "foundations.softmax", "-j", "2", *args, "--report", f"json:{out}", "-q", cwd=project,
+                         env={"PYTHONPATH": str(project), "GRADE_DISABLE_PLUGIN_AUTOLOAD": "1", "TMPDIR": str(scratch)})
+        assert proc.returncode == 0, proc.stderr
+        exercises = {e["id"]: e for t in json.loads(out.read_text())["tracks"] for e in t["exercises"]}
+        return [c["name"] for c in exercises["extra.double"]["checks"]]
+
+    assert "added_by_adder" in checks()
+    assert "added_by_adder" not in checks("-p", "no:adder"), "a -j worker loaded a disabled plugin"
+    assert not list(scratch.glob("grade-jobs-*")), "the workers' directory was left behind"
+
+
 def test_blocking_a_plugin_removes_its_hooks(project: Path):
     proc = run_grade("plugins", cwd=project, env={"PYTHONPATH": str(project), "GRADE_DISABLE_PLUGINS": "myplugin"})
     assert proc.returncode == 0, proc.stderr
