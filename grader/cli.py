@@ -7,8 +7,9 @@
     grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
     grade plugins            loaded plugins and the hooks each implements
 
-Exit codes: 0 graded; 1 score below --fail-under; 2 usage or configuration error;
-3 internal error. Nothing here imports torch until grading starts.
+Exit codes: 0 graded (or, for `grade check`, every check proven); 1 score below
+--fail-under; 2 usage or configuration error; 3 internal error; 4 `grade check` found
+problems. Nothing here imports torch until grading starts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import click
 from grader import __version__
 from grader.errors import ConfigError, GraderError
 
-EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_BELOW, EXIT_USAGE, EXIT_INTERNAL, EXIT_UNSOUND = 0, 1, 2, 3, 4
 
 
 IMPLICIT_RUN = "grade.implicit_run"  # ctx.meta key: the first word was taken as a target
@@ -269,14 +270,26 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Check this many exercises at a time, each in its own worker process.")
 def check_command(targets: tuple[str, ...], isolated: bool, jobs: int) -> None:
-    """For instructors: the reference scores full marks, the stub zero, every mistake is caught."""
-    from grader.selfcheck import check_exercises
+    """For instructors: the reference scores full marks, the stub zero, every mistake is caught.
+
+    Also: the stub has the reference's public names and signatures, and every file in a
+    track's folders is listed by it. Exits 4 when anything is wrong.
+    """
+    from grader.selfcheck import check_exercises, track_problems
 
     _, plugins = _context()
     catalog = plugins.catalog()
     failed = 0
     exercises = [exercise for exercise, _ in catalog.select(list(targets))]
     mode = "isolated" if isolated else "direct"
+    for track in catalog.tracks:
+        if any(e.track == track.id for e in exercises):
+            problems = track_problems(track)
+            if problems:
+                click.echo(f"{click.style('FAIL', fg='red')}  track {track.id}")
+                for problem in problems:
+                    click.echo(click.style(f"      problem: {problem}", fg="red"))
+                failed += 1
     for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd())):
         mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
         click.echo(f"{mark}  {exercise.id}")
@@ -286,8 +299,8 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int) -> None:
             click.echo(click.style(f"      problem: {problem}", fg="red"))
         failed += not verdict.ok
     if failed:
-        click.echo(f"{failed} exercise(s) have problems.")
-        sys.exit(EXIT_BELOW)
+        click.echo(f"{failed} track(s) or exercise(s) have problems.")
+        sys.exit(EXIT_UNSOUND)
 
 
 @cli.command("plugins")

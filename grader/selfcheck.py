@@ -2,12 +2,15 @@
 
 For every exercise: the reference scores full marks; the untouched stub fails every check
 and counts as not started; every known mistake (mutant) fails at least one check; at
-least one mutant is diagnosed by name in a failure message; and the exercise meets the
-curriculum's minimums (3 checks, 3 mutants, 2 hints).
+least one mutant is diagnosed by name in a failure message; the stub exposes the same
+public names, with the same signatures, as the reference; and the exercise meets the
+curriculum's minimums (3 checks, 3 mutants, 2 hints). For each track: no file in its
+folders that the track does not list.
 """
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import shutil
 import tempfile
@@ -16,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.catalog import Catalog, Exercise
+from grader.catalog import Catalog, Exercise, Track
 from grader.results import ExerciseResult
 from grader.runner import RunOptions, resolve_isolation, run_exercises
 
@@ -53,9 +56,89 @@ def mutant_solutions(catalog: Catalog, exercise: Exercise, mutant: str, director
     return directory
 
 
+def public_api(path: Path) -> dict[str, str]:
+    """The public names a module defines at its top level, each with what a student must
+    match: a function's parameters (names, kinds and defaults, annotations aside), a class's
+    public methods' parameters, or 'value' for anything assigned. Read from the source,
+    without importing it."""
+
+    def params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+        args = fn.args
+        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if a is not None:
+                a.annotation = None
+        return f"({ast.unparse(args)})"
+
+    api: dict[str, str] = {}
+    tree = ast.parse(path.read_text(), str(path))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            api[node.name] = f"function {node.name}{params(node)}"
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            methods = [f"{m.name}{params(m)}" for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       and (not m.name.startswith("_") or m.name in ("__init__", "__call__"))]
+            api[node.name] = f"class {node.name} with " + (", ".join(methods) or "no methods")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for name in ast.walk(t):
+                    if isinstance(name, ast.Name) and not name.id.startswith("_") and name.id != name.id.upper():
+                        api[name.id] = "value"
+    declared = _declared_all(tree)
+    return api if declared is None else {name: api.get(name, "undefined") for name in declared}
+
+
+def _declared_all(tree: ast.Module) -> list[str] | None:
+    """The names in a top-level `__all__ = [...]`: what a module with helpers of its own
+    declares as its API (a reference's helper classes are not the student's to write)."""
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            return [e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return None
+
+
+def api_problems(exercise: Exercise, stub: Path) -> list[str]:
+    """Where the stub's public API differs from the reference's, one sentence each."""
+    try:
+        want, have = public_api(exercise.reference), public_api(stub)
+    except (OSError, SyntaxError) as e:
+        return [f"cannot read the stub or the reference: {e}"]
+    problems = []
+    for name, what in want.items():
+        if name not in have:
+            problems.append(f"the stub lacks {name}, which the reference defines ({what})")
+        elif have[name] != what:
+            problems.append(f"{name} differs: the stub has {have[name]}, the reference {what}")
+    for name in have.keys() - want.keys():
+        problems.append(f"the stub defines {name}, which the reference does not")
+    return problems
+
+
+def track_problems(track: Track) -> list[str]:
+    """Files in the track's folders that it does not list: a forgotten exercise, a stale
+    check or a stray draft (which `grade release` would ship)."""
+    listed = {track.directory / "track.toml"}
+    for e in track.exercises:
+        listed |= {track.directory / f"{e.name}.toml", track.stubs / f"{e.name}.py", track.reference / f"{e.name}.py"}
+        listed |= {Path(c).resolve() for c in e.checks}
+    listed = {p.resolve() for p in listed}
+    problems = []
+    for folder in dict.fromkeys([track.directory, track.stubs, track.reference]):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name in ("__pycache__", "__init__.py") or path.name.lower().startswith("readme"):
+                continue
+            if path.resolve() not in listed and path.resolve() not in (track.stubs.resolve(), track.reference.resolve()):
+                problems.append(f"{path} is not listed by track '{track.id}' (add it to an exercise, or remove it)")
+    return problems
+
+
 def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -> ExerciseVerdict:
     verdict = ExerciseVerdict(exercise.id)
     problems = verdict.problems
+    problems += api_problems(exercise, catalog.track(exercise.track).stubs / f"{exercise.name}.py")
 
     ref = _grade(catalog, exercise, None, mode)
     n_checks = len([c for c in ref.checks if c.outcome != "skipped"])

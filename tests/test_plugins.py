@@ -205,6 +205,37 @@ def test_grade_exercise_finished_and_grade_run_finished_see_results(project: Pat
     assert {"hook": "grade_run_finished", "score": 2.0, "max_score": 2.0} in seen
 
 
+# --- grade check ---------------------------------------------------------------------------
+
+
+def test_grade_check_rejects_a_stub_missing_a_function_and_an_unlisted_file(project: Path):
+    track = project / "track"
+    proc = grade_in(project, "check", "extra")
+    assert proc.returncode == 4, "the fixture's track lacks mutants and checks: " + proc.stdout
+    assert "lacks" not in proc.stdout and "not listed" not in proc.stdout, proc.stdout
+    (track / "reference" / "double.py").write_text(
+        "def double(x):\n    return x * 2\n\ndef halve(x, exact=True):\n    return x / 2\n")
+    (track / "draft_check.py").write_text("def test_nothing():\n    pass\n")
+    proc = grade_in(project, "check", "extra")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "the stub lacks halve, which the reference defines (function halve(x, exact=True))" in proc.stdout
+    assert "draft_check.py is not listed by track 'extra'" in proc.stdout, proc.stdout
+    (track / "exercises" / "double.py").write_text(
+        "def double(x):\n    raise NotImplementedError\n\ndef halve(x):\n    raise NotImplementedError\n")
+    proc = grade_in(project, "check", "extra")
+    assert "halve differs: the stub has function halve(x), the reference function halve(x, exact=True)" in proc.stdout
+
+
+def test_public_api_honours_all_and_ignores_annotations(tmp_path: Path):
+    from grader.selfcheck import public_api
+
+    module = tmp_path / "m.py"
+    module.write_text("import torch\n__all__ = ['Model']\nclass Model:\n    def __init__(self, d: int = 2):\n"
+                      "        pass\n    def forward(self, x: torch.Tensor) -> torch.Tensor:\n        return x\n"
+                      "class Helper:\n    pass\n")
+    assert public_api(module) == {"Model": "class Model with __init__(self, d=2), forward(self, x)"}
+
+
 # --- loading ------------------------------------------------------------------------------
 
 
@@ -341,7 +372,7 @@ def test_grade_check_in_worker_processes_sees_the_projects_plugins(project: Path
     # `grade check -j 2` rebuilds the catalog in each worker from the project's configuration:
     # the plugin's track is checked there too, and its verdict comes back in course order.
     result = grade_in(project, "check", "-j", "2", "extra", "foundations.softmax")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
     assert lines == ["ok  foundations.softmax", "FAIL  extra.double"], result.stdout
     assert "has 2 checks; every exercise needs at least 3" in result.stdout

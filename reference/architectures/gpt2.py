@@ -17,6 +17,9 @@ CONV1D_WEIGHTS = (
     "mlp.c_proj.weight",
 )
 
+# The exercise's API; the classes and functions below it are this solution's own helpers.
+__all__ = ["GPT2"]
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int) -> None:
