@@ -269,37 +269,62 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
 @click.option("--isolated", is_flag=True, help="Run the checks through solution processes, as students are graded.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Check this many exercises at a time, each in its own worker process.")
-def check_command(targets: tuple[str, ...], isolated: bool, jobs: int) -> None:
+@click.option("--report", "report", default=None, metavar="json:PATH",
+              help="Also write the findings as JSON (json:- for stdout): per exercise the reference's and "
+                   "the stub's verdicts, each known mistake's catching checks, and the problems.")
+def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: str | None) -> None:
     """For instructors: the reference scores full marks, the stub zero, every mistake is caught.
 
     Also: the stub has the reference's public names and signatures, and every file in a
     track's folders is listed by it. Exits 4 when anything is wrong.
     """
+    import json
+
     from grader.selfcheck import check_exercises, track_problems
 
+    if report is not None and not report.startswith("json:"):
+        raise click.UsageError(f"grade check writes only JSON reports (json:PATH or json:-), not '{report}'.")
+    path = report.removeprefix("json:") if report else None
+    to_stdout = path in ("", "-")
+    echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo  # stdout is the report's
     _, plugins = _context()
     catalog = plugins.catalog()
     failed = 0
     exercises = [exercise for exercise, _ in catalog.select(list(targets))]
     mode = "isolated" if isolated else "direct"
+    findings: dict[str, Any] = {"tracks": [], "exercises": []}
     for track in catalog.tracks:
         if any(e.track == track.id for e in exercises):
             problems = track_problems(track)
+            findings["tracks"].append({"id": track.id, "ok": not problems, "problems": problems})
             if problems:
-                click.echo(f"{click.style('FAIL', fg='red')}  track {track.id}")
+                echo(f"{click.style('FAIL', fg='red')}  track {track.id}")
                 for problem in problems:
-                    click.echo(click.style(f"      problem: {problem}", fg="red"))
+                    echo(click.style(f"      problem: {problem}", fg="red"))
                 failed += 1
     for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd())):
         mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
-        click.echo(f"{mark}  {exercise.id}")
+        echo(f"{mark}  {exercise.id}")
         for line in verdict.lines:
-            click.echo(f"      {line}")
+            echo(f"      {line}")
         for problem in verdict.problems:
-            click.echo(click.style(f"      problem: {problem}", fg="red"))
+            echo(click.style(f"      problem: {problem}", fg="red"))
+        findings["exercises"].append(verdict.to_dict())
         failed += not verdict.ok
+    findings["ok"] = not failed
+    if path is not None:
+        text = json.dumps(findings, indent=1)
+        if to_stdout:
+            click.echo(text)
+        else:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).write_text(text + "\n")
+            except OSError as e:
+                raise ConfigError(f"the check report could not be written to {path}: {e.strerror or e}; "
+                                  "choose a path you can write.") from None
     if failed:
-        click.echo(f"{failed} track(s) or exercise(s) have problems.")
+        echo(f"{failed} track(s) or exercise(s) have problems.")
         sys.exit(EXIT_UNSOUND)
 
 

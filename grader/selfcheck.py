@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from grader.catalog import Catalog, Exercise, Track
 from grader.results import ExerciseResult
@@ -33,10 +34,18 @@ class ExerciseVerdict:
     exercise: str
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    reference: dict[str, Any] = field(default_factory=dict)  # score, max_score, checks, failing
+    stub: dict[str, Any] = field(default_factory=dict)  # score, max_score, status, passing
+    mutants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> caught_by, named
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `grade check --report json:PATH` writes for the exercise."""
+        return {"id": self.exercise, "ok": self.ok, "reference": self.reference, "stub": self.stub,
+                "mutants": [{"name": name, **m} for name, m in self.mutants.items()], "problems": self.problems}
 
 
 def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str) -> ExerciseResult:
@@ -47,9 +56,7 @@ def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: s
 
 def mutant_solutions(catalog: Catalog, exercise: Exercise, mutant: str, directory: Path) -> Path:
     """A solutions directory: every track's references, with this exercise replaced by a mutant."""
-    for track in catalog.tracks:  # every track: an exercise may import earlier work from any
-        if track.reference.is_dir():
-            shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))
+    copy_references(catalog, directory)
     target = directory / exercise.track
     source = exercise.reference.read_text()
     (target / f"{exercise.name}.py").write_text(exercise.mutant(mutant).apply(source, str(exercise.reference)))
@@ -135,6 +142,22 @@ def track_problems(track: Track) -> list[str]:
     return problems
 
 
+def stub_solutions(catalog: Catalog, exercise: Exercise, directory: Path) -> Path:
+    """A solutions directory: every track's references, with this exercise's untouched stub
+    (laid out by track id, whatever the track's stub folder is called)."""
+    copy_references(catalog, directory)
+    stub = catalog.track(exercise.track).stubs / f"{exercise.name}.py"
+    (directory / exercise.track / f"{exercise.name}.py").write_text(stub.read_text())
+    return directory
+
+
+def copy_references(catalog: Catalog, directory: Path) -> None:
+    """Every track's references under `directory`/<track id>."""
+    for track in catalog.tracks:  # every track: an exercise may import earlier work from any
+        if track.reference.is_dir():
+            shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -> ExerciseVerdict:
     verdict = ExerciseVerdict(exercise.id)
     problems = verdict.problems
@@ -143,6 +166,8 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
     ref = _grade(catalog, exercise, None, mode)
     n_checks = len([c for c in ref.checks if c.outcome != "skipped"])
     verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks")
+    verdict.reference = {"score": ref.score, "max_score": ref.max_score, "checks": n_checks,
+                         "failing": [c.name for c in ref.checks if c.outcome not in ("passed", "skipped")]}
     if ref.error:
         problems.append(f"reference: {ref.error}")
     for c in ref.checks:
@@ -151,8 +176,11 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
     if n_checks < MIN_CHECKS:
         problems.append(f"has {n_checks} checks; every exercise needs at least {MIN_CHECKS}")
 
-    stub = _grade(catalog, exercise, catalog.track(exercise.track).stubs.parent, mode)
+    with tempfile.TemporaryDirectory(prefix="grade-stub-") as tmp:
+        stub = _grade(catalog, exercise, stub_solutions(catalog, exercise, Path(tmp)), mode)
     verdict.lines.append(f"stub: {stub.score:g}/{stub.max_score:g}, status {stub.status}")
+    verdict.stub = {"score": stub.score, "max_score": stub.max_score, "status": stub.status,
+                    "passing": [c.name for c in stub.checks if c.outcome == "passed"]}
     for c in stub.checks:
         if c.outcome == "passed":
             problems.append(f"the stub passes check '{c.name}': that check cannot tell a solution from nothing")
@@ -168,10 +196,12 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
                 solutions = mutant_solutions(catalog, exercise, m.name, Path(tmp))
             except Exception as e:
                 problems.append(f"mutant '{m.name}': {e}")
+                verdict.mutants[m.name] = {"caught_by": [], "named": False, "error": str(e)}
                 continue
             result = _grade(catalog, exercise, solutions, mode)
         caught = [c.name for c in result.checks if c.outcome not in ("passed", "skipped")]
         named = [c.name for c in result.checks if c.mistake == m.name]
+        verdict.mutants[m.name] = {"caught_by": caught, "named": bool(named)}
         if named:
             diagnosed.append(m.name)
         if caught:

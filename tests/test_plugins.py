@@ -216,10 +216,18 @@ def test_grade_check_rejects_a_stub_missing_a_function_and_an_unlisted_file(proj
     (track / "reference" / "double.py").write_text(
         "def double(x):\n    return x * 2\n\ndef halve(x, exact=True):\n    return x / 2\n")
     (track / "draft_check.py").write_text("def test_nothing():\n    pass\n")
-    proc = grade_in(project, "check", "extra")
+    proc = grade_in(project, "check", "extra", "--report", "json:-")
     assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "the stub lacks halve, which the reference defines (function halve(x, exact=True))" in proc.stdout
-    assert "draft_check.py is not listed by track 'extra'" in proc.stdout, proc.stdout
+    assert "the stub lacks halve, which the reference defines (function halve(x, exact=True))" in proc.stderr
+    assert "draft_check.py is not listed by track 'extra'" in proc.stderr, proc.stderr
+    findings = json.loads(proc.stdout)  # only the report on stdout
+    assert findings["ok"] is False
+    assert findings["tracks"][0]["id"] == "extra" and "draft_check.py" in findings["tracks"][0]["problems"][0]
+    (exercise,) = findings["exercises"]
+    assert exercise["reference"]["score"] == exercise["reference"]["max_score"] == 2
+    assert exercise["stub"]["status"] == "not_started" and exercise["stub"]["passing"] == [], proc.stderr
+    assert exercise["mutants"] == [{"name": "triple", "caught_by": ["doubles", "doubles_ints"], "named": True}]
+    assert any("lacks halve" in problem for problem in exercise["problems"])
     (track / "exercises" / "double.py").write_text(
         "def double(x):\n    raise NotImplementedError\n\ndef halve(x):\n    raise NotImplementedError\n")
     proc = grade_in(project, "check", "extra")
