@@ -6,6 +6,8 @@
     grade watch [TARGET...]  re-grade each exercise as it is saved, then move on
     grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
     grade plugins            loaded plugins and the hooks each implements
+    grade new-track NAME     for instructors: a track plugin project to pip install -e
+    grade new-exercise T.N   for instructors: add an exercise to an installed track
 
 Exit codes: 0 graded (or, for `grade check`, every check proven); 1 score below
 --fail-under; 2 usage or configuration error; 3 internal error; 4 `grade check` found
@@ -326,6 +328,39 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
     if failed:
         echo(f"{failed} track(s) or exercise(s) have problems.")
         sys.exit(EXIT_UNSOUND)
+
+
+@cli.command("new-track")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where to create the track's project folder.")
+def new_track_command(name: str, directory: Path) -> None:
+    """For instructors: a track plugin project (one exercise, its checks, stub and reference)."""
+    from grader.scaffold import new_track
+
+    root = new_track(name, directory)
+    click.echo(f"Created {root}: the track '{name}' with one exercise, {name}.scale. Next:\n"
+               f"  pip install -e {root}          register the track with llm-grader\n"
+               f"  grade check {name}               prove its checks, and see what is still missing\n"
+               f"  grade new-exercise {name}.NAME   add an exercise\n"
+               f"  grade {name}                     grade a student's solutions/{name}/<exercise>.py\n"
+               "Writing checks: docs/plugins.md.")
+
+
+@cli.command("new-exercise")
+@click.argument("exercise")
+def new_exercise_command(exercise: str) -> None:
+    """For instructors: add TRACK.NAME to an installed track (toml, checks, stub, reference)."""
+    from grader.scaffold import new_exercise
+
+    track_id, _, name = exercise.partition(".")
+    if not name:
+        raise click.UsageError(f"'{exercise}' is not TRACK.NAME (for example: grade new-exercise mytrack.relu).")
+    _, plugins = _context()
+    track = plugins.catalog().track(track_id)
+    for path in new_exercise(track.directory, track.id, name, track.stubs, track.reference):
+        click.echo(f"created {path}")
+    click.echo(f"Listed in {track.directory / 'track.toml'}. Next: grade check {track.id}.{name}")
 
 
 @cli.command("plugins")
