@@ -207,17 +207,10 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
 def list_command() -> None:
     """Every exercise in course order, with its status from the last run."""
     from grader.state import ProgressState
-    from grader.terminal import TerminalReport
+    from grader.terminal import TerminalReport, status_rows
 
     config, plugins = _context()
-    catalog = plugins.catalog()
-    state = ProgressState(config.state_dir)
-    rows = []
-    for e in catalog.exercises:
-        s = state.status(e.id) or {}
-        score = f"{s['score']:g}/{s['max_score']:g}" if "score" in s else ""
-        rows.append((e.id, e.title, s.get("status", "not graded"), score))
-    TerminalReport().exercise_table(rows)
+    TerminalReport().exercise_table(status_rows(plugins.catalog().exercises, ProgressState(config.state_dir)))
 
 
 @cli.command("hint")

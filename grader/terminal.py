@@ -397,3 +397,13 @@ def hint_text(exercise: Any, index: int, again: bool, ask_again: str) -> str:
     elif not again:
         text += f"\n\nThat was the last hint for {exercise.id}."
     return text
+
+
+def status_rows(exercises: list[Any], state: Any) -> list[tuple[str, str, str, str]]:
+    """`grade list`'s rows: id, title, last status and score, from the progress state."""
+    rows = []
+    for e in exercises:
+        s = state.status(e.id) or {}
+        score = f"{s['score']:g}/{s['max_score']:g}" if "score" in s else ""
+        rows.append((e.id, e.title, s.get("status", "not graded"), score))
+    return rows

@@ -115,7 +115,7 @@ class Watcher:
         from grader.runner import WarmJudge
         from grader.state import ProgressState
 
-        self.config, self.catalog, self.exercises, self.options = config, catalog, exercises, options
+        self.catalog, self.exercises, self.options = catalog, exercises, options
         self.console = console
         self.state = ProgressState(config.state_dir)
         self.warm = WarmJudge(exercises=list(exercises))
@@ -165,11 +165,9 @@ class Watcher:
         return next((e for e in self.exercises if e.id == wanted), None)
 
     def stub_path(self, exercise: Any) -> str:
-        path = self.options.solutions / exercise.track / f"{exercise.name}.py"
-        try:
-            return os.path.relpath(path, self.options.display_root)
-        except ValueError:
-            return str(path)
+        from grader.terminal import student_file
+
+        return student_file(self.options.solutions, exercise)
 
     # --- grading -------------------------------------------------------------------------
 
@@ -237,14 +235,9 @@ class Watcher:
         self.console.print(hint_text(exercise, index, again, "press h"), markup=False)
 
     def show_list(self) -> None:
-        from grader.terminal import TerminalReport
+        from grader.terminal import TerminalReport, status_rows
 
-        rows = []
-        for e in self.exercises:
-            s = self.state.status(e.id) or {}
-            score = f"{s['score']:g}/{s['max_score']:g}" if "score" in s else ""
-            rows.append((e.id, e.title, s.get("status", "not graded"), score))
-        TerminalReport(self.console).exercise_table(rows)
+        TerminalReport(self.console).exercise_table(status_rows(self.exercises, self.state))
 
     def skip(self) -> None:
         if self.current is None:

@@ -4,7 +4,6 @@ fails at least one check (at least one of them diagnosed by name)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,12 +12,13 @@ from helpers import ROOT, exercise_scores, load_results, run_grade
 
 from grader.config import load_config
 from grader.plugins import GradePlugins
+from grader.runner import available_cores
 from grader.selfcheck import check_exercises
 
 CATALOG = GradePlugins(load_config(ROOT)).catalog()
 # Self-checks dominate the suite's time: run them on every core, in worker processes
 # (`grade check -j`), while each exercise keeps a test of its own.
-JOBS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+JOBS = min(2, available_cores())
 # Self-checks over 30 s on 2 cores (every known mistake reruns a training loop or a
 # tokenizer trainer): `pytest -m slow`, which .ci/run runs, keeps the default run short.
 SLOW_SELF_CHECKS = {"pretraining.train_loop", "foundations.optimizers", "tokenization.bpe_train"}

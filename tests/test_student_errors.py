@@ -25,10 +25,16 @@ def load(path: Path) -> None:
         sys.modules.pop(spec.name, None)
 
 
-def test_a_syntax_error_shows_the_line_with_a_caret_under_the_column(tmp_path: Path):
+def student_file(tmp_path: Path, source: str) -> Path:
+    """The student's file sol/t/ex.py under `tmp_path`, holding `source`."""
     student = tmp_path / "sol" / "t" / "ex.py"
-    student.parent.mkdir(parents=True)
-    student.write_text("def f():\n\tx = foo bar\n")
+    student.parent.mkdir(parents=True, exist_ok=True)
+    student.write_text(source)
+    return student
+
+
+def test_a_syntax_error_shows_the_line_with_a_caret_under_the_column(tmp_path: Path):
+    student = student_file(tmp_path, "def f():\n\tx = foo bar\n")
     with pytest.raises(SyntaxError) as info:
         load(student)
     lines = server_for(tmp_path / "sol").import_error(info.value)["message"].splitlines()
@@ -37,9 +43,7 @@ def test_a_syntax_error_shows_the_line_with_a_caret_under_the_column(tmp_path: P
 
 
 def test_a_traceback_marks_the_expression_that_raised_unless_it_is_the_whole_line(tmp_path: Path):
-    student = tmp_path / "sol" / "t" / "ex.py"
-    student.parent.mkdir(parents=True)
-    student.write_text("def f():\n    return 1 + not_defined\n\ndef g():\n    raise ValueError('no')\n\nf()\n")
+    student = student_file(tmp_path, "def f():\n    return 1 + not_defined\n\ndef g():\n    raise ValueError('no')\n\nf()\n")
     with pytest.raises(NameError) as info:
         load(student)
     lines = server_for(tmp_path / "sol").student_traceback(info.value).splitlines()
