@@ -7,6 +7,9 @@ its tests these fixtures:
                module itself (direct mode)
     reference  the reference module, imported in the judge
     rng        `grader.rng.Rng` seeded from (salt, exercise, check)
+    expect     `grader.checks.Expect`: `expect(lambda s: s.f(x), truth=..., name=...)` compares
+               the solution's result with the truth and names the known mistake it equals;
+               its methods are the shared properties (causal, gradients, in_place, hf_parity)
     mistakes   `mistakes(lambda m: m.f(x))` -> what each known mistake returns, for diagnosis
     exercise   the `grader.catalog.Exercise`
     figures    a dict the check fills with measured figures (reported with the result)
@@ -411,6 +414,15 @@ def mistakes(request: pytest.FixtureRequest) -> Any:
 
     modules = get_session(request.config).mutants_for(_state(request).exercise)
     return lambda call: Mistakes(modules, call)
+
+
+@pytest.fixture
+def expect(request: pytest.FixtureRequest, solution: Any) -> Any:
+    """`grader.checks.Expect` bound to the solution and the exercise's known mistakes."""
+    from grader.checks import Expect
+
+    session, exercise = get_session(request.config), _state(request).exercise
+    return Expect(solution, lambda: session.mutants_for(exercise))
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ For every exercise: the reference scores full marks; the untouched stub fails ev
 and counts as not started; every known mistake (mutant) fails at least one check; at
 least one mutant is diagnosed by name in a failure message; the stub exposes the same
 public names, with the same signatures, as the reference; and the exercise meets the
-curriculum's minimums (3 checks, 3 mutants, 2 hints). For each track: no file in its
+curriculum's minimums (3 checks, 3 mutants, 2 hints, 1 hidden check). Hidden checks run
+too: the reference must pass them and the stub fail them. For each track: no file in its
 folders that the track does not list.
 """
 
@@ -27,6 +28,7 @@ from grader.runner import RunOptions, resolve_isolation, run_exercises
 MIN_CHECKS = 3
 MIN_MUTANTS = 3
 MIN_HINTS = 2
+MIN_HIDDEN = 1
 
 
 @dataclass
@@ -50,7 +52,7 @@ class ExerciseVerdict:
 
 def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str) -> ExerciseResult:
     isolation = resolve_isolation("auto")[0] if mode == "isolated" else "sandbox"
-    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation)
+    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation, hidden=True)
     return run_exercises(catalog, [(exercise, None)], options)[exercise.id]
 
 
@@ -164,9 +166,11 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
     problems += api_problems(exercise, catalog.track(exercise.track).stubs / f"{exercise.name}.py")
 
     ref = _grade(catalog, exercise, None, mode)
-    n_checks = len([c for c in ref.checks if c.outcome != "skipped"])
-    verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks")
-    verdict.reference = {"score": ref.score, "max_score": ref.max_score, "checks": n_checks,
+    ran = [c for c in ref.checks if c.outcome != "skipped"]
+    n_hidden = len([c for c in ran if c.hidden])
+    n_checks = len(ran) - n_hidden
+    verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks and {n_hidden} hidden")
+    verdict.reference = {"score": ref.score, "max_score": ref.max_score, "checks": n_checks, "hidden": n_hidden,
                          "failing": [c.name for c in ref.checks if c.outcome not in ("passed", "skipped")]}
     if ref.error:
         problems.append(f"reference: {ref.error}")
@@ -174,7 +178,10 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
         if c.outcome not in ("passed", "skipped"):
             problems.append(f"reference fails check '{c.name}' ({c.outcome}): {c.message}")
     if n_checks < MIN_CHECKS:
-        problems.append(f"has {n_checks} checks; every exercise needs at least {MIN_CHECKS}")
+        problems.append(f"has {n_checks} public checks; every exercise needs at least {MIN_CHECKS}")
+    if n_hidden < MIN_HIDDEN:
+        problems.append(f"has {n_hidden} hidden checks; every exercise needs at least {MIN_HIDDEN}"
+                        " (@pytest.mark.hidden: fresh shapes or an edge case the public checks do not show)")
 
     with tempfile.TemporaryDirectory(prefix="grade-stub-") as tmp:
         stub = _grade(catalog, exercise, stub_solutions(catalog, exercise, Path(tmp)), mode)

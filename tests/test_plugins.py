@@ -383,5 +383,5 @@ def test_grade_check_in_worker_processes_sees_the_projects_plugins(project: Path
     assert result.returncode == 4, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
     assert lines == ["ok  foundations.softmax", "FAIL  extra.double"], result.stdout
-    assert "has 2 checks; every exercise needs at least 3" in result.stdout
+    assert "has 2 public checks; every exercise needs at least 3" in result.stdout
     assert "mutant triple: caught by doubles, doubles_ints (diagnosed by name)" in result.stdout

@@ -38,9 +38,10 @@ def test_a_new_track_installs_is_checked_and_grades(tmp_path: Path):
     checked = grade("check", "demo")
     assert checked.returncode == 4, checked.stdout + checked.stderr  # sound, but short of the minimums
     out = checked.stdout
-    assert "reference: 1/1 over 1 checks" in out and "stub: 0/1, status not_started" in out, out
+    assert "reference: 1/1 over 1 checks and 0 hidden" in out and "stub: 0/1, status not_started" in out, out
     assert "mutant adds_instead: caught by scales_every_entry (diagnosed by name)" in out
-    for missing in ("has 1 checks; every exercise needs at least 3", "has 1 known mistakes; every exercise needs at least 3",
+    for missing in ("has 1 public checks; every exercise needs at least 3", "has 0 hidden checks; every exercise needs at"
+                    " least 1", "has 1 known mistakes; every exercise needs at least 3",
                     "has 1 hints; every exercise needs at least 2"):
         assert missing in out
     assert "lacks" not in out and "not listed" not in out

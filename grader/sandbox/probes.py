@@ -49,7 +49,9 @@ def grad(fn: Any, inputs: list[Any], grad_output: Any = None) -> dict[str, Any]:
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"expected the function to return a tensor, got {type(out).__name__}")
     with guards.trusted():  # the exercise may forbid autograd; the probe's own backward is not the student's
-        if grad_output is None:
+        if not out.requires_grad:  # cut off from its inputs (detached): no input gets a gradient
+            pass
+        elif grad_output is None:
             out.sum().backward()
         else:
             out.backward(grad_output)
