@@ -9,7 +9,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from grader.checks import Expect, assert_counts, assert_mean, assert_rate, binomial_bounds, future_changed
+from grader.checks import (
+    Expect,
+    assert_counts,
+    assert_mean,
+    assert_rate,
+    binomial_bounds,
+    future_changed,
+)
 from grader.compare import CheckFailure
 from grader.rng import Rng
 
@@ -140,10 +147,10 @@ def test_the_stated_false_failure_rates_hold():
     for _ in range(trials):
         draws = torch.multinomial(probs, 400, replacement=True, generator=g)
         for kind, run in (
-            ("rate", lambda: assert_rate(int((draws == 3).sum()), 400, 0.4, name="r", false_failure=level)),
-            ("counts", lambda: assert_counts(torch.bincount(draws, minlength=4).tolist(), probs.tolist(), name="c",
-                                             false_failure=level)),
-            ("mean", lambda: assert_mean(draws.double(), 2.0, 1.0, name="m", false_failure=level)),
+            ("rate", lambda d=draws: assert_rate(int((d == 3).sum()), 400, 0.4, name="r", false_failure=level)),
+            ("counts", lambda d=draws: assert_counts(torch.bincount(d, minlength=4).tolist(), probs.tolist(),
+                                                     name="c", false_failure=level)),
+            ("mean", lambda d=draws: assert_mean(d.double(), 2.0, 1.0, name="m", false_failure=level)),
         ):
             try:
                 run()
