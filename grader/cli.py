@@ -267,7 +267,9 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
 @click.option("--report", "report", default=None, metavar="json:PATH",
               help="Also write the findings as JSON (json:- for stdout): per exercise the reference's and "
                    "the stub's verdicts, each known mistake's catching checks, and the problems.")
-def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: str | None) -> None:
+@click.option("--quick", is_flag=True, help="Once a known mistake is named, stop each further one at the first "
+                                            "check that catches it: the same proof, shorter lists.")
+def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: str | None, quick: bool) -> None:
     """For instructors: the reference scores full marks, the stub zero, every mistake is caught.
 
     Also: the stub has the reference's public names and signatures, and every file in a
@@ -297,7 +299,7 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
                 for problem in problems:
                     echo(click.style(f"      problem: {problem}", fg="red"))
                 failed += 1
-    for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd())):
+    for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd(), quick)):
         mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
         echo(f"{mark}  {exercise.id}")
         for line in verdict.lines:

@@ -38,6 +38,7 @@ class RunOptions:
     jobs: int = 1
     isolation: str = "sandbox"  # "sandbox" (namespaces) or "process"; see resolve_isolation
     blocked: tuple[str, ...] = ()  # plugins disabled by name (-p no:NAME), in -j workers too
+    maxfail: int = 0  # stop after this many failing checks (0: never); for `grade check --quick`
 
     def to_json(self) -> dict[str, Any]:
         """The options as a -j worker receives them (see `from_json`)."""
@@ -45,6 +46,7 @@ class RunOptions:
             "mode": self.mode, "solutions": str(self.solutions) if self.solutions else None,
             "display_root": str(self.display_root), "salt": self.salt, "hidden": self.hidden,
             "timeout": self.timeout, "jobs": self.jobs, "isolation": self.isolation, "blocked": list(self.blocked),
+            "maxfail": self.maxfail,
         }
 
     @classmethod
@@ -53,6 +55,7 @@ class RunOptions:
             mode=o["mode"], solutions=Path(o["solutions"]) if o["solutions"] else None,
             display_root=Path(o["display_root"]), salt=o["salt"], hidden=o["hidden"], timeout=o["timeout"],
             jobs=o["jobs"], isolation=o["isolation"], blocked=tuple(o["blocked"]),
+            maxfail=o.get("maxfail", 0),
         )
 
 
@@ -124,8 +127,9 @@ class _Injector:
             self.on_exercise_done(exercise_id)
 
 
-def _pytest_args(checks: list[Path], root: Path) -> list[str]:
+def _pytest_args(checks: list[Path], root: Path, maxfail: int = 0) -> list[str]:
     return [
+        *([f"--maxfail={maxfail}"] if maxfail else []),
         *[str(c) for c in checks],
         "-c", str(EMPTY_INI),
         "--rootdir", str(root),
@@ -201,7 +205,7 @@ def run_exercises(
             torch.set_num_threads(threads)
             session.trusted.load(exercises)
             session.start(exercises)
-            pytest.main(_pytest_args(checks, root), plugins=[injector])
+            pytest.main(_pytest_args(checks, root, options.maxfail), plugins=[injector])
     finally:
         if warm is not None:
             session.hand_back(warm)

@@ -50,9 +50,10 @@ class ExerciseVerdict:
                 "mutants": [{"name": name, **m} for name, m in self.mutants.items()], "problems": self.problems}
 
 
-def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str) -> ExerciseResult:
+def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str, maxfail: int = 0) -> ExerciseResult:
     isolation = resolve_isolation("auto")[0] if mode == "isolated" else "sandbox"
-    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation, hidden=True)
+    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation, hidden=True,
+                         maxfail=maxfail)
     return run_exercises(catalog, [(exercise, None)], options)[exercise.id]
 
 
@@ -160,7 +161,10 @@ def copy_references(catalog: Catalog, directory: Path) -> None:
             shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -> ExerciseVerdict:
+def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", quick: bool = False) -> ExerciseVerdict:
+    """Prove one exercise. `quick` proves the same rules for less: once some known mistake
+    has been named by a failure, each further mistake runs only up to the first check that
+    catches it, so its `caught_by` lists that one check."""
     verdict = ExerciseVerdict(exercise.id)
     problems = verdict.problems
     problems += api_problems(exercise, catalog.track(exercise.track).stubs / f"{exercise.name}.py")
@@ -205,7 +209,7 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
                 problems.append(f"mutant '{m.name}': {e}")
                 verdict.mutants[m.name] = {"caught_by": [], "named": False, "error": str(e)}
                 continue
-            result = _grade(catalog, exercise, solutions, mode)
+            result = _grade(catalog, exercise, solutions, mode, maxfail=1 if quick and diagnosed else 0)
         caught = [c.name for c in result.checks if c.outcome not in ("passed", "skipped")]
         named = [c.name for c in result.checks if c.mistake == m.name]
         verdict.mutants[m.name] = {"caught_by": caught, "named": bool(named)}
@@ -223,7 +227,8 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct") -
 
 
 def check_exercises(
-    catalog: Catalog, exercises: Sequence[Exercise], mode: str = "direct", jobs: int = 1, start: Path | None = None
+    catalog: Catalog, exercises: Sequence[Exercise], mode: str = "direct", jobs: int = 1, start: Path | None = None,
+    quick: bool = False,
 ) -> Iterator[ExerciseVerdict]:
     """`check_exercise` for each exercise, verdicts yielded in the given order.
 
@@ -235,14 +240,14 @@ def check_exercises(
     """
     if jobs <= 1 or len(exercises) <= 1:
         for exercise in exercises:
-            yield check_exercise(catalog, exercise, mode)
+            yield check_exercise(catalog, exercise, mode, quick)
         return
     context = multiprocessing.get_context("spawn")
     start_dir = str((start or Path.cwd()).resolve())
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(exercises)), mp_context=context,
                                initializer=_worker_init, initargs=(start_dir,))
     try:
-        futures = [pool.submit(_worker_check, exercise.id, mode) for exercise in exercises]
+        futures = [pool.submit(_worker_check, exercise.id, mode, quick) for exercise in exercises]
         for exercise, future in zip(exercises, futures):
             try:
                 verdict = future.result()
@@ -268,6 +273,6 @@ def _worker_init(start: str) -> None:
     _WORKER_CATALOG = GradePlugins(load_config(Path(start))).catalog()
 
 
-def _worker_check(exercise_id: str, mode: str) -> ExerciseVerdict:
+def _worker_check(exercise_id: str, mode: str, quick: bool) -> ExerciseVerdict:
     assert _WORKER_CATALOG is not None
-    return check_exercise(_WORKER_CATALOG, _WORKER_CATALOG.exercise(exercise_id), mode)
+    return check_exercise(_WORKER_CATALOG, _WORKER_CATALOG.exercise(exercise_id), mode, quick)

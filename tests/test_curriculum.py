@@ -17,7 +17,10 @@ from grader.selfcheck import check_exercises
 
 CATALOG = GradePlugins(load_config(ROOT)).catalog()
 # Self-checks dominate the suite's time: run them on every core, in worker processes
-# (`grade check -j`), while each exercise keeps a test of its own.
+# (`grade check -j`), while each exercise keeps a test of its own. `quick` (grade check
+# --quick) proves the same rules but stops each known mistake at the first check that
+# catches it once one has been named, which keeps the cost per exercise near one reference
+# run, one stub run and one short run per mistake as tracks are added.
 JOBS = min(2, available_cores())
 # Self-checks over 30 s on 2 cores (every known mistake reruns a training loop or a
 # tokenizer trainer): `pytest -m slow`, which .ci/run runs, keeps the default run short.
@@ -29,7 +32,8 @@ def verdicts(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     # Only the exercises this session selected (-k), in the order their tests run.
     wanted = [item.callspec.params["exercise_id"] for item in request.session.items
               if getattr(item, "originalname", None) == "test_exercise_is_sound"]
-    pending = check_exercises(CATALOG, [CATALOG.exercise(e) for e in wanted], mode="direct", jobs=JOBS, start=ROOT)
+    pending = check_exercises(CATALOG, [CATALOG.exercise(e) for e in wanted], mode="direct", jobs=JOBS, start=ROOT,
+                              quick=True)
     done: dict[str, Any] = {}
 
     def get(exercise_id: str) -> Any:

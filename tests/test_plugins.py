@@ -224,9 +224,11 @@ def test_grade_check_rejects_a_stub_missing_a_function_and_an_unlisted_file(proj
     assert findings["ok"] is False
     assert findings["tracks"][0]["id"] == "extra" and "draft_check.py" in findings["tracks"][0]["problems"][0]
     (exercise,) = findings["exercises"]
-    assert exercise["reference"]["score"] == exercise["reference"]["max_score"] == 2
+    assert exercise["reference"]["score"] == exercise["reference"]["max_score"] == 7, "hidden checks run too"
+    assert (exercise["reference"]["checks"], exercise["reference"]["hidden"]) == (2, 1)
     assert exercise["stub"]["status"] == "not_started" and exercise["stub"]["passing"] == [], proc.stderr
-    assert exercise["mutants"] == [{"name": "triple", "caught_by": ["doubles", "doubles_ints"], "named": True}]
+    assert exercise["mutants"] == [{"name": "triple", "caught_by": ["doubles", "doubles_ints", "hidden_negative"],
+                                    "named": True}]
     assert any("lacks halve" in problem for problem in exercise["problems"])
     (track / "exercises" / "double.py").write_text(
         "def double(x):\n    raise NotImplementedError\n\ndef halve(x):\n    raise NotImplementedError\n")
@@ -376,6 +378,17 @@ def test_every_hook_is_documented(hook: str):
     assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring in grader/hookspecs.py"
 
 
+def test_grade_check_quick_stops_each_mistake_at_its_first_catch_once_one_is_named(project: Path):
+    with (project / "track" / "double.toml").open("a") as toml:
+        toml.write('[[mutants]]\nname = "plus_one"\nmisconception = "adds one"\nreplace = "x * 2"\nwith = "x * 2 + 1"\n')
+    full = json.loads(grade_in(project, "check", "extra", "--report", "json:-").stdout)["exercises"][0]["mutants"]
+    quick = json.loads(grade_in(project, "check", "extra", "--quick", "--report", "json:-").stdout)
+    assert [m["caught_by"] for m in full] == [["doubles", "doubles_ints", "hidden_negative"]] * 2
+    assert [m["caught_by"] for m in quick["exercises"][0]["mutants"]] == [
+        ["doubles", "doubles_ints", "hidden_negative"], ["doubles"]], "the first is run in full until one is named"
+    assert [m["named"] for m in quick["exercises"][0]["mutants"]] == [True, True]
+
+
 def test_grade_check_in_worker_processes_sees_the_projects_plugins(project: Path):
     # `grade check -j 2` rebuilds the catalog in each worker from the project's configuration:
     # the plugin's track is checked there too, and its verdict comes back in course order.
@@ -384,4 +397,4 @@ def test_grade_check_in_worker_processes_sees_the_projects_plugins(project: Path
     lines = [line for line in result.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
     assert lines == ["ok  foundations.softmax", "FAIL  extra.double"], result.stdout
     assert "has 2 public checks; every exercise needs at least 3" in result.stdout
-    assert "mutant triple: caught by doubles, doubles_ints (diagnosed by name)" in result.stdout
+    assert "mutant triple: caught by doubles, doubles_ints, hidden_negative (diagnosed by name)" in result.stdout
