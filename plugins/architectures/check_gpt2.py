@@ -222,3 +222,16 @@ def test_gradients_match_tied_model(expect, rng):
                        **GRAD_TOL,
                        name=f"gradient of {name} for a random upstream gradient on the logits vs the tied"
                        " GPT2LMHeadModel's")
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes(expect, rng):
+    """Sizes drawn per seed, none of them the public ones: 1 to 4 heads of an odd or even
+    head_dim from 5 to 9, 1 to 3 layers, a vocabulary of 20 to 119, a context of 3 to 15, a
+    layer_norm_epsilon other than the default, a batch of 1 to 4 and any length up to the
+    full context: a model that hard-codes the public shapes fails here."""
+    n_head = int(rng.np.integers(1, 5))
+    cfg = Cfg(vocab_size=int(rng.np.integers(20, 120)), n_positions=int(rng.np.integers(3, 16)),
+              n_embd=n_head * int(rng.np.integers(5, 10)), n_layer=int(rng.np.integers(1, 4)), n_head=n_head,
+              layer_norm_epsilon=float(rng.np.choice([1e-6, 1e-4, 1e-3])))
+    _logits_match(expect, rng, cfg, batch=int(rng.np.integers(1, 5)), seq=int(rng.np.integers(1, cfg.n_positions + 1)))
