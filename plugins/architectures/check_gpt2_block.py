@@ -203,3 +203,18 @@ def test_layer_norm_epsilon(expect, rng):
     x = rng.randn(2, 5, c, scale=0.1)
     _parity(expect, c, h, x, w, " (std 0.1; transformers' GPT2Block built with GPT2Config(layer_norm_epsilon=1e-2))",
             eps=eps)
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes_long_sequences(expect, rng):
+    """Sizes drawn per seed, none of them the public ones: 1 to 5 heads of head_dim 5 to 12, a
+    layer_norm_epsilon of 1e-6 or 1e-3, a batch of 1 to 4 and 12 to 40 tokens (longer than
+    any public sequence, so a mask cached at a small fixed size fails), each token at its own
+    scale from 0.1 to 10 (LayerNorm must normalise per token, eps in its place)."""
+    h = int(rng.np.integers(1, 6))
+    c = h * int(rng.np.integers(5, 13))
+    eps = float(rng.np.choice([1e-6, 1e-3]))
+    w = _hf_weights(rng, c)
+    batch, seq = int(rng.np.integers(1, 5)), int(rng.np.integers(12, 41))
+    x = rng.randn(batch, seq, c) * 10 ** (2 * rng.rand(batch, seq, 1) - 1)
+    _parity(expect, c, h, x, w, ", each token scaled by 0.1 to 10", eps=eps)
