@@ -234,3 +234,24 @@ def test_future_tokens_do_not_change_the_past(expect, rng):
     ids = rng.randint(0, cfg.vocab, (2, seq))
     expect.causal(lambda s: _build(s, cfg, w), ids, t=4, rng=rng, vocab_size=cfg.vocab,
                   output_shape=(2, seq, cfg.vocab), name=f"{cfg}(input_ids of shape (2, {seq})) logits")
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes_and_positions(expect, rng):
+    """A configuration drawn per seed, none of the public ones: 1 to 4 kv heads shared by 1 to
+    3 query heads each, an even head_dim of 4 to 14 (RoPE halves of 2 to 7), an intermediate
+    size of 20 to 89, 1 to 3 layers, eps and theta off their defaults and a tied or untied
+    head; a batch of 1 to 4 and 1 to 12 tokens, each row at its own positions (distinct,
+    increasing, below 64, with gaps)."""
+    kv = int(rng.np.integers(1, 5))
+    heads = kv * int(rng.np.integers(1, 4))
+    cfg = Cfg(vocab=int(rng.np.integers(20, 120)), hidden=heads * 2 * int(rng.np.integers(2, 8)),
+              intermediate=int(rng.np.integers(20, 90)), layers=int(rng.np.integers(1, 4)), heads=heads,
+              kv_heads=kv, eps=float(rng.np.choice([1e-5, 1e-3])), theta=float(rng.np.choice([100.0, 5e5])),
+              tie=bool(rng.np.integers(0, 2)))
+    batch, seq = int(rng.np.integers(1, 5)), int(rng.np.integers(1, 13))
+    w = _weights(rng, cfg)
+    ids = rng.randint(0, cfg.vocab, (batch, seq))
+    position_ids = torch.stack([torch.sort(torch.from_numpy(rng.np.choice(64, seq, replace=False))).values
+                                for _ in range(batch)])
+    _parity(expect, cfg, w, ids, position_ids, ", position_ids=" + str(position_ids.tolist()))
