@@ -302,3 +302,32 @@ def test_kv_cache_full_size(expect, rng):
     expect(lambda s: s.kv_cache_bytes(batch, 8192, 32, 8, 128, 2), truth=batch * 2**30,
            name=f"kv_cache_bytes(batch={batch}, seq_len=8192, n_layer=32, num_kv_heads=8, head_dim=128,"
            " dtype_bytes=2) (Llama-3-8B, bf16: 1 GiB per sequence)")
+
+
+@pytest.mark.hidden
+def test_hidden_zero_layers_fresh_llama_float64_cache(expect, rng):
+    """Edge cases and sizes the public checks do not show: a GPT-2 with no blocks at all
+    (embeddings and ln_f only) and a one-position context; a Llama configuration drawn per
+    seed (1 to 3 kv heads shared by 1 to 3 query heads each, an even head_dim of 2 to 10, 1
+    to 3 layers, a tied or untied head); and that Llama's KV cache in float64, 8 bytes per
+    value where the public checks use 4 and 2."""
+    vocab, d = int(rng.np.integers(11, 90)), int(rng.np.integers(3, 30))
+    for tied in (True, False):
+        expect(lambda s, t=tied: s.gpt2_params(vocab, 1, d, 0, tied=t),
+               truth=_hf_count(_gpt2(vocab, 1, d, 0, 1, tied)),
+               name=f"{_gpt2_call(vocab, 1, d, 0, tied)} (no blocks)"
+               " vs GPT2LMHeadModel(GPT2Config(...)).num_parameters()")
+    kv = int(rng.np.integers(1, 4))
+    heads, head_dim = kv * int(rng.np.integers(1, 4)), 2 * int(rng.np.integers(1, 6))
+    case = (int(rng.np.integers(11, 90)), heads * head_dim, int(rng.np.integers(7, 60)), int(rng.np.integers(1, 4)),
+            heads, kv, bool(rng.np.integers(0, 2)))
+    model = _llama(*case)
+    expect(lambda s: s.llama_params(*case[:6], tie_word_embeddings=case[6]), truth=_hf_count(model),
+           name=f"{_llama_call(*case)} vs LlamaForCausalLM(LlamaConfig(...)).num_parameters()")
+    batch, seq, layers = int(rng.np.integers(1, 4)), int(rng.np.integers(1, 10)), case[3]
+    with torch.no_grad():
+        out = model.to(torch.float64)(rng.randint(0, case[0], (batch, seq)), use_cache=True)
+    model.to(torch.float32)
+    expect(lambda s: s.kv_cache_bytes(batch, seq, layers, kv, head_dim, 8), truth=_cache_nbytes(out.past_key_values),
+           name=f"kv_cache_bytes(batch={batch}, seq_len={seq}, n_layer={layers}, num_kv_heads={kv},"
+           f" head_dim={head_dim}, dtype_bytes=8) vs the bytes of the past_key_values of a float64 LlamaForCausalLM")
