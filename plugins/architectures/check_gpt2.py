@@ -17,7 +17,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from grader import probes
-from grader.compare import assert_close, assert_equal, check
+from grader.checks import hf_output, random_state_dict
+from grader.compare import assert_equal, check
 
 # float32 end to end; logits are O(10), so 1e-4 relative leaves room only for summation order.
 TOL = {"atol": 1e-4, "rtol": 1e-4}
@@ -74,31 +75,23 @@ def _hf_weights(rng: Any, cfg: Cfg) -> dict[str, torch.Tensor]:
     The scales keep attention peaked rather than flat and GELU inputs around +-2, where the
     tanh and erf forms differ, so every known mistake moves the logits well past TOL.
     """
-    e = cfg.n_embd
-    sd = {}
-    for key, value in _hf(cfg).state_dict().items():
-        shape = tuple(value.shape)
+
+    def scale(key: str, shape: tuple[int, ...]) -> float | None:
         if key == "lm_head.weight":
-            continue
+            return None  # tied: set to wte below
         if key.endswith(("wte.weight", "wpe.weight")):
-            sd[key] = rng.randn(*shape, scale=0.5)
-        elif ".ln_" in key and key.endswith("weight"):
-            sd[key] = 1.0 + rng.randn(*shape, scale=0.2)
-        elif key.endswith("bias"):
-            sd[key] = rng.randn(*shape, scale=0.1)
-        elif key.endswith("c_attn.weight"):
-            sd[key] = rng.randn(*shape, scale=1.5 * e**-0.5)
-        else:  # c_proj, c_fc: (in_features, out_features)
-            sd[key] = rng.randn(*shape, scale=shape[0] ** -0.5)
+            return 0.5
+        if ".ln_" in key:
+            return 0.2 if key.endswith("weight") else 0.1  # LayerNorm gains are 1 + N(0, 0.2^2)
+        if key.endswith("bias"):
+            return 0.1
+        if key.endswith("c_attn.weight"):
+            return 1.5 * cfg.n_embd**-0.5
+        return shape[0] ** -0.5  # c_proj, c_fc: (in_features, out_features)
+
+    sd = random_state_dict(rng, _hf(cfg), scale)
     sd["lm_head.weight"] = sd["transformer.wte.weight"]
     return sd
-
-
-def _expected(cfg: Cfg, sd: dict[str, torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
-    hf = _hf(cfg)
-    hf.load_state_dict(sd)
-    with torch.no_grad():
-        return hf(ids).logits
 
 
 def _mapped(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -119,93 +112,64 @@ def _build(ns: Any, cfg: Cfg, sd: dict[str, torch.Tensor]) -> Any:
     return m
 
 
-def _logits(ns: Any, cfg: Cfg, sd: dict[str, torch.Tensor], ids: torch.Tensor) -> Any:
-    return _build(ns, cfg, sd)(ids)
+def _shapes(ns: Any, cfg: Cfg) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in ns.GPT2(**cfg.kwargs()).state_dict().items()}
 
 
-def _compare(solution: Any, mistakes: Any, rng: Any, cfg: Cfg, batch: int, seq: int) -> None:
+def _logits_match(expect: Any, rng: Any, cfg: Cfg, batch: int, seq: int) -> None:
     sd = _hf_weights(rng, cfg)
     ids = rng.randint(0, cfg.vocab_size, (batch, seq))
     ids[0, 0] = cfg.vocab_size - 1  # the last row of wte must be reachable too
-    assert_close(
-        _logits(solution, cfg, sd, ids),
-        _expected(cfg, sd, ids),
-        **TOL,
-        name=f"{cfg} after load_hf_state_dict: logits for input_ids of shape {tuple(ids.shape)}"
-        " vs transformers' GPT2LMHeadModel with the same weights",
-        mistakes=mistakes(lambda m: _logits(m, cfg, sd, ids)),
-    )
+    expect.hf_parity(lambda s: _build(s, cfg, sd)(ids), _hf(cfg), sd, ids, **TOL,
+                     name=f"{cfg} after load_hf_state_dict: logits for input_ids of shape {tuple(ids.shape)}")
 
 
-def test_state_dict_names_and_shapes(solution):
+def test_state_dict_names_and_shapes(expect):
     for cfg in (BASE, Cfg(vocab_size=37, n_positions=5, n_embd=24, n_layer=1, n_head=3)):
-        m = solution.GPT2(**cfg.kwargs())
-        got = {k: tuple(v.shape) for k, v in m.state_dict().items()}
         expected = {k: tuple(v.shape) for k, v in _mapped(_hf(cfg).state_dict()).items()}
-        assert_equal(got, expected, name=f"{cfg}.state_dict(): parameter names and shapes")
+        # no known mistakes here: every untied head adds the same lm_head.weight, which can't tell them apart
+        assert_equal(_shapes(expect.solution, cfg), expected, name=f"{cfg}.state_dict(): parameter names and shapes")
 
 
 @pytest.mark.points(2)
-def test_load_hf_state_dict_maps_and_transposes(solution, rng, mistakes):
+def test_load_hf_state_dict_maps_and_transposes(expect, rng):
     cfg = BASE
     sd = _hf_weights(rng, cfg)
-    assert_equal(
-        _build(solution, cfg, sd).state_dict(),
-        _mapped(sd),
-        name=f"{cfg}.state_dict() after load_hf_state_dict(a GPT2LMHeadModel state dict)",
-        mistakes=mistakes(lambda m: _build(m, cfg, sd).state_dict()),
-    )
+    expect(lambda s: _build(s, cfg, sd).state_dict(), truth=_mapped(sd),
+           name=f"{cfg}.state_dict() after load_hf_state_dict(a GPT2LMHeadModel state dict)")
 
 
 @pytest.mark.points(3)
-def test_logits_match_gpt2_lm_head_model(solution, rng, mistakes):
-    _compare(solution, mistakes, rng, BASE, batch=2, seq=9)
+def test_logits_match_gpt2_lm_head_model(expect, rng):
+    _logits_match(expect, rng, BASE, batch=2, seq=9)
 
 
 @pytest.mark.points(2)
-def test_full_context(solution, rng, mistakes):
+def test_full_context(expect, rng):
     # T = n_positions: every row of wpe is used, the last one included
-    _compare(solution, mistakes, rng, BASE, batch=2, seq=BASE.n_positions)
+    _logits_match(expect, rng, BASE, batch=2, seq=BASE.n_positions)
 
 
-def test_length_one(solution, rng, mistakes):
-    _compare(solution, mistakes, rng, BASE, batch=2, seq=1)
+def test_length_one(expect, rng):
+    _logits_match(expect, rng, BASE, batch=2, seq=1)
 
 
 @pytest.mark.points(2)
-def test_one_and_three_layers_odd_sizes(solution, rng, mistakes):
+def test_one_and_three_layers_odd_sizes(expect, rng):
     # batch of 3, vocabularies and widths that are not powers of two, head_dim 8 from 48 / 6,
     # and a layer_norm_epsilon other than the default
     one = Cfg(vocab_size=37, n_positions=7, n_embd=24, n_layer=1, n_head=3)
-    three = Cfg(
-        vocab_size=50, n_positions=10, n_embd=48, n_layer=3, n_head=6, layer_norm_epsilon=1e-3
-    )
-    _compare(solution, mistakes, rng.child("one"), one, batch=3, seq=6)
-    _compare(solution, mistakes, rng.child("three"), three, batch=3, seq=10)
+    three = Cfg(vocab_size=50, n_positions=10, n_embd=48, n_layer=3, n_head=6, layer_norm_epsilon=1e-3)
+    _logits_match(expect, rng.child("one"), one, batch=3, seq=6)
+    _logits_match(expect, rng.child("three"), three, batch=3, seq=10)
 
 
-def test_future_tokens_do_not_change_the_past(solution, rng):
-    cfg, seq, t = BASE, 10, 4
-    m = _build(solution, cfg, _hf_weights(rng, cfg))
+def test_future_tokens_do_not_change_the_past(expect, rng):
+    cfg, seq = BASE, 10
+    sd = _hf_weights(rng, cfg)
     ids = rng.randint(0, cfg.vocab_size, (2, seq))
-    changed = ids.clone()
-    shift = 1 + rng.randint(0, cfg.vocab_size - 1, (2, seq - t))  # every later token changes
-    changed[:, t:] = (ids[:, t:] + shift) % cfg.vocab_size
-    before, after = m(ids), m(changed)
-    for out in (before, after):
-        check(
-            isinstance(out, torch.Tensor) and tuple(out.shape) == (2, seq, cfg.vocab_size),
-            f"{cfg}(input_ids of shape (2, {seq})) must return a tensor of shape"
-            f" (2, {seq}, {cfg.vocab_size})",
-        )
-    assert_close(
-        after[:, :t],
-        before[:, :t],
-        atol=1e-6,
-        rtol=1e-6,
-        name=f"logits at positions 0..{t - 1} after changing the tokens at positions {t}..{seq - 1}"
-        " (causal attention: they must not change)",
-    )
+    expect.causal(lambda s: _build(s, cfg, sd), ids, t=4, rng=rng, vocab_size=cfg.vocab_size,
+                  output_shape=(2, seq, cfg.vocab_size), name=f"{cfg}(input_ids of shape (2, {seq})) logits")
 
 
 def _count(ns: Any, cfg: Cfg) -> int:
@@ -213,23 +177,18 @@ def _count(ns: Any, cfg: Cfg) -> int:
 
 
 @pytest.mark.points(2)
-def test_head_is_tied_to_wte(solution, rng, mistakes):
+def test_head_is_tied_to_wte(expect, rng):
     cfg = BASE
     # lm_head.weight is ignored: the head is wte, whatever the state dict says about it
     sd = _hf_weights(rng, cfg)
     ids = rng.randint(0, cfg.vocab_size, (2, 7))
     decoy = dict(sd, **{"lm_head.weight": rng.randn(cfg.vocab_size, cfg.n_embd)})
-    assert_close(
-        _logits(solution, cfg, decoy, ids),
-        _expected(cfg, sd, ids),
-        **TOL,
-        name=f"{cfg} logits after load_hf_state_dict(sd) where sd['lm_head.weight'] differs from"
-        " sd['transformer.wte.weight'] (it must be ignored: the head is wte.weight)",
-        mistakes=mistakes(lambda m: _logits(m, cfg, decoy, ids)),
-    )
-    # no mistakes= here: every untied head gives the same count, which can't tell them apart
+    expect(lambda s: _build(s, cfg, decoy)(ids), truth=hf_output(_hf(cfg), sd, ids), **TOL,
+           name=f"{cfg} logits after load_hf_state_dict(sd) where sd['lm_head.weight'] differs from"
+           " sd['transformer.wte.weight'] (it must be ignored: the head is wte.weight)")
+    # no known mistakes here: every untied head gives the same count, which can't tell them apart
     assert_equal(
-        _count(solution, cfg),
+        _count(expect.solution, cfg),
         _hf(cfg).num_parameters(),
         name=f"number of parameters of {cfg} (sum of numel over named_parameters()) vs the tied"
         " GPT2LMHeadModel's num_parameters(): the head must reuse wte.weight, not add its own",
@@ -241,7 +200,7 @@ def _param_grads(ns: Any, cfg: Cfg, sd: dict, ids: torch.Tensor, grad_output: to
 
 
 @pytest.mark.points(2)
-def test_gradients_match_tied_model(solution, rng, mistakes):
+def test_gradients_match_tied_model(expect, rng):
     # With a tied head, wte.weight's gradient sums its use as the embedding and as the head.
     cfg = BASE
     sd = _hf_weights(rng, cfg)
@@ -251,22 +210,28 @@ def test_gradients_match_tied_model(solution, rng, mistakes):
     hf.load_state_dict(sd)
     hf.zero_grad(set_to_none=True)
     hf(ids).logits.backward(grad_output)
-    hf_grads = {n: p.grad.detach().clone() for n, p in hf.named_parameters()}
+    expected = _mapped({n: p.grad.detach().clone() for n, p in hf.named_parameters()})
     hf.zero_grad(set_to_none=True)
-    expected = _mapped(hf_grads)
-    got = _param_grads(solution, cfg, sd, ids, grad_output)
+    got = _param_grads(expect.solution, cfg, sd, ids, grad_output)
     check(isinstance(got, dict), "named_parameters() of the model did not come back as a dict")
-    assert_equal(
-        dict.fromkeys(got),
-        dict.fromkeys(expected),
-        name=f"names of {cfg}'s parameters (named_parameters(), a tied head counted once)",
-    )
+    # no known mistakes here: every untied head adds the same name, which can't tell them apart
+    assert_equal(dict.fromkeys(got), dict.fromkeys(expected),
+                 name=f"names of {cfg}'s parameters (named_parameters(), a tied head counted once)")
     for name in sorted(expected):
-        assert_close(
-            got[name],
-            expected[name],
-            **GRAD_TOL,
-            name=f"gradient of {name} for a random upstream gradient on the logits vs the tied"
-            " GPT2LMHeadModel's",
-            mistakes=mistakes(lambda m, n=name: _param_grads(m, cfg, sd, ids, grad_output).get(n)),
-        )
+        expect.compare(got[name], expected[name], lambda m, n=name: _param_grads(m, cfg, sd, ids, grad_output).get(n),
+                       **GRAD_TOL,
+                       name=f"gradient of {name} for a random upstream gradient on the logits vs the tied"
+                       " GPT2LMHeadModel's")
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes(expect, rng):
+    """Sizes drawn per seed, none of them the public ones: 1 to 4 heads of an odd or even
+    head_dim from 5 to 9, 1 to 3 layers, a vocabulary of 20 to 119, a context of 3 to 15, a
+    layer_norm_epsilon other than the default, a batch of 1 to 4 and any length up to the
+    full context: a model that hard-codes the public shapes fails here."""
+    n_head = int(rng.np.integers(1, 5))
+    cfg = Cfg(vocab_size=int(rng.np.integers(20, 120)), n_positions=int(rng.np.integers(3, 16)),
+              n_embd=n_head * int(rng.np.integers(5, 10)), n_layer=int(rng.np.integers(1, 4)), n_head=n_head,
+              layer_norm_epsilon=float(rng.np.choice([1e-6, 1e-4, 1e-3])))
+    _logits_match(expect, rng, cfg, batch=int(rng.np.integers(1, 5)), seq=int(rng.np.integers(1, cfg.n_positions + 1)))

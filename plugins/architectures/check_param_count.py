@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from grader.compare import assert_equal, check, raises
+from grader.compare import check, raises
 
 # --- models ---------------------------------------------------------------------------------
 
@@ -97,16 +97,13 @@ def _gpt2_cases(rng) -> list[tuple[int, int, int, int, int]]:
 
 
 @pytest.mark.points(3)
-def test_gpt2_matches_hf(solution, rng, mistakes):
+def test_gpt2_matches_hf(expect, rng):
     for vocab, positions, d, layers, heads in _gpt2_cases(rng):
         for tied in (True, False):
-            expected = _hf_count(_gpt2(vocab, positions, d, layers, heads, tied))
-            got = solution.gpt2_params(vocab, positions, d, layers, tied=tied)
-            assert_equal(got, expected,
-                         name=f"{_gpt2_call(vocab, positions, d, layers, tied)}"
-                              " vs GPT2LMHeadModel(GPT2Config(...)).num_parameters()",
-                         mistakes=mistakes(lambda m, a=(vocab, positions, d, layers), t=tied:
-                                           m.gpt2_params(*a, tied=t)))
+            expect(lambda s, a=(vocab, positions, d, layers), t=tied: s.gpt2_params(*a, tied=t),
+                   truth=_hf_count(_gpt2(vocab, positions, d, layers, heads, tied)),
+                   name=f"{_gpt2_call(vocab, positions, d, layers, tied)}"
+                   " vs GPT2LMHeadModel(GPT2Config(...)).num_parameters()")
 
 
 LLAMA_CASES = [
@@ -118,18 +115,15 @@ LLAMA_CASES = [
 
 
 @pytest.mark.points(3)
-def test_llama_matches_hf(solution, rng, mistakes):
+def test_llama_matches_hf(expect, rng):
     heads = int(rng.np.choice([2, 4, 6]))
     kv = int(rng.np.choice([k for k in (1, 2, 3) if heads % k == 0]))
     random_case = (int(rng.np.integers(30, 90)), heads * 2 * int(rng.np.integers(1, 4)),
                    int(rng.np.integers(10, 50)), int(rng.np.integers(1, 3)), heads, kv,
                    bool(rng.np.integers(0, 2)))
     for case in [*LLAMA_CASES, random_case]:
-        expected = _hf_count(_llama(*case))
-        got = solution.llama_params(*case[:6], tie_word_embeddings=case[6])
-        assert_equal(got, expected,
-                     name=f"{_llama_call(*case)} vs LlamaForCausalLM(LlamaConfig(...)).num_parameters()",
-                     mistakes=mistakes(lambda m, c=case: m.llama_params(*c[:6], tie_word_embeddings=c[6])))
+        expect(lambda s, c=case: s.llama_params(*c[:6], tie_word_embeddings=c[6]), truth=_hf_count(_llama(*case)),
+               name=f"{_llama_call(*case)} vs LlamaForCausalLM(LlamaConfig(...)).num_parameters()")
 
 
 # HF's num_parameters() of full-size configurations (computed once on the meta device; the
@@ -147,34 +141,29 @@ FULL_SIZE_LLAMA = [
 ]
 
 
-def test_full_size_models(solution, mistakes):
+def test_full_size_models(expect):
     # Counts in the billions, as exact ints: no model this size can be built to count.
     for (vocab, positions, d, layers, tied), expected in FULL_SIZE_GPT2:
-        got = solution.gpt2_params(vocab, positions, d, layers, tied=tied)
-        assert_equal(got, expected, name=f"{_gpt2_call(vocab, positions, d, layers, tied)} (full size)",
-                     mistakes=mistakes(lambda m, a=(vocab, positions, d, layers), t=tied:
-                                       m.gpt2_params(*a, tied=t)))
+        expect(lambda s, a=(vocab, positions, d, layers), t=tied: s.gpt2_params(*a, tied=t), truth=expected,
+               name=f"{_gpt2_call(vocab, positions, d, layers, tied)} (full size)")
     for case, expected in FULL_SIZE_LLAMA:
-        got = solution.llama_params(*case[:6], tie_word_embeddings=case[6])
-        assert_equal(got, expected, name=f"{_llama_call(*case)} (full size)",
-                     mistakes=mistakes(lambda m, c=case: m.llama_params(*c[:6], tie_word_embeddings=c[6])))
+        expect(lambda s, c=case: s.llama_params(*c[:6], tie_word_embeddings=c[6]), truth=expected,
+               name=f"{_llama_call(*case)} (full size)")
 
 
 # --- FLOPs ------------------------------------------------------------------------------------
 
 
 @pytest.mark.points(2)
-def test_flops_closed_form(solution, rng, mistakes):
+def test_flops_closed_form(expect, rng):
     cases = [
         (85_000_000, 12, 1024, 768),  # GPT-2 small's non-embedding size
         (int(rng.np.integers(1, 10**6)), 1, int(rng.np.integers(1, 100)), int(rng.np.integers(1, 100))),
         (int(rng.np.integers(10**9, 10**11)), int(rng.np.integers(2, 100)), 2048, 4096),
     ]
     for n, layers, ctx, d in cases:
-        got = solution.flops_per_token(n, layers, ctx, d)
-        assert_equal(got, _flops(n, layers, ctx, d),
-                     name=f"flops_per_token(n_params_non_embedding={n}, n_layer={layers}, n_ctx={ctx}, d_model={d})",
-                     mistakes=mistakes(lambda m, a=(n, layers, ctx, d): m.flops_per_token(*a)))
+        expect(lambda s, a=(n, layers, ctx, d): s.flops_per_token(*a), truth=_flops(n, layers, ctx, d),
+               name=f"flops_per_token(n_params_non_embedding={n}, n_layer={layers}, n_ctx={ctx}, d_model={d})")
 
 
 def _measured_flops_per_token(model: torch.nn.Module, ids: torch.Tensor) -> int:
@@ -189,7 +178,7 @@ def _measured_flops_per_token(model: torch.nn.Module, ids: torch.Tensor) -> int:
 
 
 @pytest.mark.points(2)
-def test_exact_flops_match_flop_counter(solution, rng, mistakes):
+def test_exact_flops_match_flop_counter(expect, rng):
     # FlopCounterMode counts 2 FLOPs per multiply-add of every matmul in a real forward +
     # backward pass; N is then the weights that are multiplied per token: every linear layer's
     # weight matrix and the output head (biases, norms and embedding lookups are not matmuls).
@@ -199,13 +188,12 @@ def test_exact_flops_match_flop_counter(solution, rng, mistakes):
     n_gpt2 = layers * (3 * d * d + d * d + 4 * d * d + 4 * d * d) + vocab * d
     measured = _measured_flops_per_token(gpt2, rng.randint(0, vocab, (2, ctx)))
     assert measured == _flops(n_gpt2, layers, ctx, d)["exact"]
-    got = solution.flops_per_token(n_gpt2, layers, ctx, d)
+    got = expect.solution.flops_per_token(n_gpt2, layers, ctx, d)
     check(isinstance(got, dict) and "exact" in got,
           f"flops_per_token must return a dict with keys 'approx' and 'exact', got {got!r}")
-    assert_equal(got["exact"], measured,
-                 name=f"flops_per_token({n_gpt2}, n_layer={layers}, n_ctx={ctx}, d_model={d})['exact'] vs the"
-                      " FLOPs per token FlopCounterMode measures in a GPT2LMHeadModel forward + backward pass",
-                 mistakes=mistakes(lambda m: m.flops_per_token(n_gpt2, layers, ctx, d)["exact"]))
+    expect.compare(got["exact"], measured, lambda m: m.flops_per_token(n_gpt2, layers, ctx, d)["exact"],
+                   name=f"flops_per_token({n_gpt2}, n_layer={layers}, n_ctx={ctx}, d_model={d})['exact'] vs the"
+                   " FLOPs per token FlopCounterMode measures in a GPT2LMHeadModel forward + backward pass")
     # Multi-query Llama: grouped k/v heads shrink N, not the attention term (k and v are
     # repeated to all query heads before Q K^T).
     vocab, d, inter, layers, heads, kv = 37, 18, 29, 2, 3, 1
@@ -213,17 +201,16 @@ def test_exact_flops_match_flop_counter(solution, rng, mistakes):
     n_llama = layers * (2 * d * d + 2 * d * kv * (d // heads) + 3 * d * inter) + vocab * d
     measured = _measured_flops_per_token(llama, rng.randint(0, vocab, (2, ctx)))
     assert measured == _flops(n_llama, layers, ctx, d)["exact"]
-    assert_equal(solution.flops_per_token(n_llama, layers, ctx, d)["exact"], measured,
-                 name=f"flops_per_token({n_llama}, n_layer={layers}, n_ctx={ctx}, d_model={d})['exact'] vs"
-                      " FlopCounterMode on a multi-query LlamaForCausalLM forward + backward pass",
-                 mistakes=mistakes(lambda m: m.flops_per_token(n_llama, layers, ctx, d)["exact"]))
+    expect(lambda s: s.flops_per_token(n_llama, layers, ctx, d)["exact"], truth=measured,
+           name=f"flops_per_token({n_llama}, n_layer={layers}, n_ctx={ctx}, d_model={d})['exact'] vs"
+           " FlopCounterMode on a multi-query LlamaForCausalLM forward + backward pass")
 
 
 # --- training memory --------------------------------------------------------------------------
 
 
 @pytest.mark.points(2)
-def test_training_memory_closed_form(solution, rng, mistakes):
+def test_training_memory_closed_form(expect, rng):
     n_small = int(rng.np.integers(1, 10**6))
     for n, dtype_bytes, optimizer in (
         (n_small, 4, "adamw"),
@@ -232,12 +219,10 @@ def test_training_memory_closed_form(solution, rng, mistakes):
         (7_000_000_000, 2, "adamw"),
         (1, 4, "adamw"),
     ):
-        got = solution.training_memory_bytes(n, dtype_bytes=dtype_bytes, optimizer=optimizer)
-        assert_equal(got, _memory(n, dtype_bytes, optimizer),
-                     name=f"training_memory_bytes({n}, dtype_bytes={dtype_bytes}, optimizer={optimizer!r})",
-                     mistakes=mistakes(lambda m, a=(n, dtype_bytes, optimizer):
-                                       m.training_memory_bytes(a[0], dtype_bytes=a[1], optimizer=a[2])))
-    check(raises(lambda: solution.training_memory_bytes(1000, 4, "lion")),
+        expect(lambda s, a=(n, dtype_bytes, optimizer): s.training_memory_bytes(a[0], dtype_bytes=a[1], optimizer=a[2]),
+               truth=_memory(n, dtype_bytes, optimizer),
+               name=f"training_memory_bytes({n}, dtype_bytes={dtype_bytes}, optimizer={optimizer!r})")
+    check(raises(lambda: expect.solution.training_memory_bytes(1000, 4, "lion")),
           "training_memory_bytes(1000, 4, 'lion') must raise ValueError (only 'adamw' and 'sgd' are known)")
 
 
@@ -258,7 +243,7 @@ def _torch_training_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimiz
 
 
 @pytest.mark.points(2)
-def test_training_memory_matches_torch_optim(solution, rng, mistakes):
+def test_training_memory_matches_torch_optim(expect, rng):
     # A float32 GPT-2 with a tied head: what AdamW and SGD(momentum) really allocate.
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=45, n_positions=8, n_embd=12, n_layer=1, n_head=3,
@@ -270,12 +255,10 @@ def test_training_memory_matches_torch_optim(solution, rng, mistakes):
         ("adamw", torch.optim.AdamW(model.parameters(), lr=1e-3)),
         ("sgd", torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)),
     ):
-        expected = _torch_training_bytes(model, opt, ids)
-        got = solution.training_memory_bytes(n, dtype_bytes=4, optimizer=optimizer)
-        assert_equal(got, expected,
-                     name=f"training_memory_bytes({n}, dtype_bytes=4, optimizer={optimizer!r}) vs the bytes of"
-                          f" a float32 model's parameters, .grad and torch.optim.{type(opt).__name__} state",
-                     mistakes=mistakes(lambda m, o=optimizer: m.training_memory_bytes(n, dtype_bytes=4, optimizer=o)))
+        expect(lambda s, o=optimizer: s.training_memory_bytes(n, dtype_bytes=4, optimizer=o),
+               truth=_torch_training_bytes(model, opt, ids),
+               name=f"training_memory_bytes({n}, dtype_bytes=4, optimizer={optimizer!r}) vs the bytes of"
+               f" a float32 model's parameters, .grad and torch.optim.{type(opt).__name__} state")
 
 
 # --- KV cache ---------------------------------------------------------------------------------
@@ -294,7 +277,7 @@ def _cache_nbytes(cache: object) -> int:
 
 
 @pytest.mark.points(2)
-def test_kv_cache_matches_hf_llama(solution, rng, mistakes):
+def test_kv_cache_matches_hf_llama(expect, rng):
     for (vocab, d, inter, layers, heads, kv), dtype, batch, seq in (
         ((61, 24, 40, 2, 4, 2), torch.float32, 2, 7),  # grouped-query
         ((37, 18, 29, 1, 3, 1), torch.bfloat16, 3, 5),  # multi-query, one layer, bf16
@@ -307,20 +290,44 @@ def test_kv_cache_matches_hf_llama(solution, rng, mistakes):
         model.to(torch.float32)
         expected = _cache_nbytes(out.past_key_values)
         head_dim, dtype_bytes = d // heads, torch.finfo(dtype).bits // 8
-        got = solution.kv_cache_bytes(batch, seq, layers, kv, head_dim, dtype_bytes)
-        assert_equal(got, expected,
-                     name=f"kv_cache_bytes(batch={batch}, seq_len={seq}, n_layer={layers}, num_kv_heads={kv},"
-                          f" head_dim={head_dim}, dtype_bytes={dtype_bytes}) vs the bytes of the past_key_values"
-                          f" of a {dtype} LlamaForCausalLM",
-                     mistakes=mistakes(lambda m, a=(batch, seq, layers, kv, head_dim, dtype_bytes):
-                                       m.kv_cache_bytes(*a)))
+        expect(lambda s, a=(batch, seq, layers, kv, head_dim, dtype_bytes): s.kv_cache_bytes(*a), truth=expected,
+               name=f"kv_cache_bytes(batch={batch}, seq_len={seq}, n_layer={layers}, num_kv_heads={kv},"
+               f" head_dim={head_dim}, dtype_bytes={dtype_bytes}) vs the bytes of the past_key_values"
+               f" of a {dtype} LlamaForCausalLM")
 
 
-def test_kv_cache_full_size(solution, rng, mistakes):
+def test_kv_cache_full_size(expect, rng):
     # Llama-3-8B (32 layers, 8 kv heads of 128) at 8192 tokens in bf16 is exactly 1 GiB per sequence.
     batch = int(rng.np.integers(1, 64))
-    args = (batch, 8192, 32, 8, 128, 2)
-    assert_equal(solution.kv_cache_bytes(*args), batch * 2**30,
-                 name=f"kv_cache_bytes(batch={batch}, seq_len=8192, n_layer=32, num_kv_heads=8, head_dim=128,"
-                      " dtype_bytes=2) (Llama-3-8B, bf16: 1 GiB per sequence)",
-                 mistakes=mistakes(lambda m: m.kv_cache_bytes(*args)))
+    expect(lambda s: s.kv_cache_bytes(batch, 8192, 32, 8, 128, 2), truth=batch * 2**30,
+           name=f"kv_cache_bytes(batch={batch}, seq_len=8192, n_layer=32, num_kv_heads=8, head_dim=128,"
+           " dtype_bytes=2) (Llama-3-8B, bf16: 1 GiB per sequence)")
+
+
+@pytest.mark.hidden
+def test_hidden_zero_layers_fresh_llama_float64_cache(expect, rng):
+    """Edge cases and sizes the public checks do not show: a GPT-2 with no blocks at all
+    (embeddings and ln_f only) and a one-position context; a Llama configuration drawn per
+    seed (1 to 3 kv heads shared by 1 to 3 query heads each, an even head_dim of 2 to 10, 1
+    to 3 layers, a tied or untied head); and that Llama's KV cache in float64, 8 bytes per
+    value where the public checks use 4 and 2."""
+    vocab, d = int(rng.np.integers(11, 90)), int(rng.np.integers(3, 30))
+    for tied in (True, False):
+        expect(lambda s, t=tied: s.gpt2_params(vocab, 1, d, 0, tied=t),
+               truth=_hf_count(_gpt2(vocab, 1, d, 0, 1, tied)),
+               name=f"{_gpt2_call(vocab, 1, d, 0, tied)} (no blocks)"
+               " vs GPT2LMHeadModel(GPT2Config(...)).num_parameters()")
+    kv = int(rng.np.integers(1, 4))
+    heads, head_dim = kv * int(rng.np.integers(1, 4)), 2 * int(rng.np.integers(1, 6))
+    case = (int(rng.np.integers(11, 90)), heads * head_dim, int(rng.np.integers(7, 60)), int(rng.np.integers(1, 4)),
+            heads, kv, bool(rng.np.integers(0, 2)))
+    model = _llama(*case)
+    expect(lambda s: s.llama_params(*case[:6], tie_word_embeddings=case[6]), truth=_hf_count(model),
+           name=f"{_llama_call(*case)} vs LlamaForCausalLM(LlamaConfig(...)).num_parameters()")
+    batch, seq, layers = int(rng.np.integers(1, 4)), int(rng.np.integers(1, 10)), case[3]
+    with torch.no_grad():
+        out = model.to(torch.float64)(rng.randint(0, case[0], (batch, seq)), use_cache=True)
+    model.to(torch.float32)
+    expect(lambda s: s.kv_cache_bytes(batch, seq, layers, kv, head_dim, 8), truth=_cache_nbytes(out.past_key_values),
+           name=f"kv_cache_bytes(batch={batch}, seq_len={seq}, n_layer={layers}, num_kv_heads={kv},"
+           f" head_dim={head_dim}, dtype_bytes=8) vs the bytes of the past_key_values of a float64 LlamaForCausalLM")
