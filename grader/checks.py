@@ -95,6 +95,7 @@ class Expect:
         name: str,
         vocab_size: int | None = None,
         dim: int = 1,
+        scale: float = 1.0,
         output_shape: Sequence[int] | None = None,
         atol: float = 1e-6,
         rtol: float = 1e-6,
@@ -104,9 +105,9 @@ class Expect:
 
         `build(module)` returns what maps inputs to outputs (a model with its weights loaded);
         it is called once per module and used on both inputs. Token ids (`vocab_size` given)
-        change to other ids at every later position; float inputs get fresh values.
+        change to other ids at every later position; float inputs get fresh N(0, scale**2) values.
         """
-        changed = future_changed(x, t, rng, vocab_size=vocab_size, dim=dim)
+        changed = future_changed(x, t, rng, vocab_size=vocab_size, dim=dim, scale=scale)
         n = x.shape[dim]
         shape = tuple(output_shape) if output_shape is not None else None
 
@@ -263,16 +264,17 @@ def _is_norm_weight(key: str) -> bool:
                                          for p in parts[:-1])
 
 
-def future_changed(x: torch.Tensor, t: int, rng: Any, *, vocab_size: int | None = None, dim: int = 1) -> torch.Tensor:
+def future_changed(x: torch.Tensor, t: int, rng: Any, *, vocab_size: int | None = None, dim: int = 1,
+                   scale: float = 1.0) -> torch.Tensor:
     """`x` with every position >= `t` along `dim` changed: token ids moved to other ids
-    (when `vocab_size` is given), floats replaced with fresh normal values."""
+    (when `vocab_size` is given), floats replaced with fresh N(0, scale**2) values."""
     changed = x.clone()
     later = changed.narrow(dim, t, x.shape[dim] - t)
     if vocab_size is not None:
         shift = 1 + rng.randint(0, vocab_size - 1, tuple(later.shape))  # never 0: every id changes
         later.copy_((later + shift) % vocab_size)
     else:
-        later.copy_(rng.randn(*later.shape, dtype=x.dtype))
+        later.copy_(rng.randn(*later.shape, dtype=x.dtype, scale=scale))
     return changed
 
 
