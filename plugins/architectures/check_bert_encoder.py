@@ -228,3 +228,21 @@ def test_padding_tokens_do_not_leak(expect, rng):
         name=f"outputs at real tokens after changing the inputs at padding positions"
         f" (attention_mask={mask.tolist()}; padding keys must get zero attention weight)",
     )
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes_and_padding(expect, rng):
+    """Sizes the public checks do not use, drawn afresh: 2 to 6 heads of an odd head_dim (5 to
+    15), so hidden_size is never a power of two, any intermediate size, batch and length; and
+    padding drawn anywhere in each row (every row keeps a real token), as an int and a bool mask."""
+    heads, head_dim = int(rng.randint(2, 7, ())), 2 * int(rng.randint(2, 8, ())) + 1
+    hidden = heads * head_dim
+    s = Shape(hidden, heads, int(rng.randint(hidden // 2, 3 * hidden, ())))
+    batch, seq = int(rng.randint(2, 6, ())), int(rng.randint(2, 12, ()))
+    mask = rng.rand(batch, seq) < 0.6
+    mask[torch.arange(batch), rng.randint(0, seq, (batch,))] = True
+    w = _weights(rng, s)
+    x = rng.randn(batch, seq, hidden)
+    _parity(expect, s, w, x)
+    _parity(expect, s, w, x, mask.long())
+    _parity(expect, s, w, x, mask, " with a bool mask")
