@@ -222,3 +222,24 @@ def test_hidden_inputs_do_not_change_outputs(expect, rng):
     for t in (1, 4, 6):
         expect.causal(over_target, tgt, t=t, rng=rng, **SAME,
                       name=f"Seq2SeqTransformer{cfg}.forward(src, tgt of shape (3, 7, 24), src_key_padding_mask)")
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes_and_padding(expect, rng):
+    """Sizes the public checks do not use, drawn afresh: 3 to 5 heads of an odd head size (5 to
+    11), so d_model is never a power of two, 1 to 3 layers on each side, a batch of 1 to 4,
+    source and target lengths from 1 to 9; source padding drawn anywhere in each row (every
+    row keeps a real token) and target padding at the end of each row."""
+    nhead, head_dim = int(rng.randint(3, 6, ())), 2 * int(rng.randint(2, 6, ())) + 1
+    d = nhead * head_dim
+    cfg = (d, nhead, int(rng.randint(1, 4, ())), int(rng.randint(1, 4, ())), int(rng.randint(8, 4 * d, ())))
+    compare = _setup(expect, rng, cfg)
+    batch, s, t = int(rng.randint(1, 5, ())), int(rng.randint(1, 10, ())), int(rng.randint(1, 10, ()))
+    src, tgt = rng.randn(batch, s, d), rng.randn(batch, t, d)
+    src_pad = rng.rand(batch, s) < 0.4
+    src_pad[torch.arange(batch), rng.randint(0, s, (batch,))] = False
+    tgt_pad = _padding(rng.randint(1, t + 1, (batch,)).tolist(), t)
+    shown = f"src (B={batch}, S={s}) with src_key_padding_mask={src_pad.long().tolist()}"
+    compare("encode", shown, src=src, src_key_padding_mask=src_pad)
+    compare("forward", f"{shown}, tgt (T={t}) with tgt_key_padding_mask={tgt_pad.long().tolist()}, causal",
+            src=src, tgt=tgt, src_key_padding_mask=src_pad, tgt_key_padding_mask=tgt_pad)
