@@ -75,8 +75,10 @@ def _llama_config(dim: int, hidden: int) -> LlamaConfig:
         intermediate_size=hidden,
         hidden_act="silu",
         mlp_bias=False,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        # the attention sizes are unused by LlamaMLP: chosen so that any hidden size is valid
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=2,
         num_hidden_layers=1,
         vocab_size=16,
         attn_implementation="eager",
@@ -217,3 +219,20 @@ def test_gelu_mlp(expect, rng):
 def test_swiglu_matches_llama_mlp(expect, rng):
     for dim, hidden, shape in ((40, 88, (2, 7)), (24, 64, (5,)), (40, 88, (1, 1))):
         _swiglu_parity(expect, dim, hidden, _swiglu_weights(rng, dim, hidden), rng.randn(*shape, dim))
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_shapes_and_layouts(expect, rng):
+    """Sizes and layouts the public checks do not use, drawn afresh: RMSNorm over an odd dim
+    (3 to 101) on a 4-D input whose rows have non-zero means and RMS anywhere from 1e-3 to 1e2,
+    and on a non-contiguous view (the normalised axis strided); the GELU MLP and SwiGLU with
+    odd widths on 4-D inputs."""
+    dim = 2 * int(rng.randint(1, 51, ())) + 1
+    x = rng.randn(2, 3, 4, dim) * 10 ** (5 * rng.rand(2, 3, 4, 1) - 3) + rng.randn(2, 3, 4, 1, scale=1e-3)
+    weight = _weight(rng, dim)
+    _rmsnorm_parity(expect, dim, weight, x, ", rows of RMS 1e-3 to 1e2")
+    xt = rng.randn(dim, 5, 2).permute(2, 1, 0)
+    _rmsnorm_parity(expect, dim, weight, xt, ", a non-contiguous view")
+    dim, hidden = 2 * int(rng.randint(4, 20, ())) + 1, 2 * int(rng.randint(8, 60, ())) + 1
+    _gelu_mlp_check(expect, dim, hidden, _gelu_mlp_weights(rng, dim, hidden), rng.randn(2, 1, 3, dim))
+    _swiglu_parity(expect, dim, hidden, _swiglu_weights(rng, dim, hidden), rng.randn(3, 2, 1, dim))
