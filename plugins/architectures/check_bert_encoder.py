@@ -18,7 +18,7 @@ from transformers import BertConfig
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertLayer as HFBertLayer
 
-from grader.compare import assert_close, assert_equal, check
+from grader.compare import check, fail
 
 # float32 end to end; the only differences are summation order in matmuls, softmax, LayerNorm.
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -97,26 +97,11 @@ def _weights(rng: Any, s: Shape, attn_out_scale: float = 1.0) -> dict[str, torch
     return w
 
 
-def _hf(s: Shape, weights: dict[str, torch.Tensor], x: torch.Tensor, mask: Any = None) -> torch.Tensor:
-    """transformers' BertLayer on the same weights, with the mask BertModel would build."""
-    layer = _hf_layer(s)
-    layer.load_state_dict(weights)
-    extended = None
-    if mask is not None:
-        extended = create_bidirectional_mask(
-            config=_config(s), inputs_embeds=x, attention_mask=mask.long()
-        )
-    with torch.no_grad():
-        return layer(x, extended)
-
-
-def _run(ns: Any, s: Shape, weights: dict[str, torch.Tensor], x: torch.Tensor, mask: Any = None) -> Any:
-    """Build the layer in `ns` (the student's module or a known mistake), load weights, call it."""
+def _layer(ns: Any, s: Shape, weights: dict[str, torch.Tensor]) -> Any:
+    """`ns.BertLayer` (the student's or a known mistake's) holding `weights`."""
     m = ns.BertLayer(**s.kwargs())
     m.load_state_dict(weights)
-    if mask is None:
-        return m(x)
-    return m(x, attention_mask=mask)
+    return m
 
 
 def _real_rows(out: Any, mask: Any) -> Any:
@@ -126,26 +111,21 @@ def _real_rows(out: Any, mask: Any) -> Any:
     return out.masked_fill(~mask.bool()[..., None], 0.0)
 
 
-def _compare(
-    solution: Any,
-    mistakes: Any,
-    s: Shape,
-    weights: dict[str, torch.Tensor],
-    x: torch.Tensor,
-    mask: Any = None,
-    what: str = "",
-) -> None:
-    got = _real_rows(_run(solution, s, weights, x, mask), mask)
-    expected = _real_rows(_hf(s, weights, x, mask), mask)
-    shown = "" if mask is None else f", attention_mask={mask.long().tolist()}"
-    assert_close(
-        got,
-        expected,
-        **TOL,
+def _parity(expect: Any, s: Shape, weights: dict[str, torch.Tensor], x: torch.Tensor, mask: Any = None,
+            what: str = "") -> None:
+    """The layer vs transformers' BertLayer on the same weights, given the 4-D additive mask
+    BertModel builds from the same (B, T) padding mask."""
+    if mask is None:
+        hf_args, kwargs, shown = (x,), {}, ""
+    else:
+        extended = create_bidirectional_mask(config=_config(s), inputs_embeds=x, attention_mask=mask.long())
+        hf_args, kwargs = (x, extended), {"attention_mask": mask}
+        shown = f", attention_mask={mask.long().tolist()}"
+    expect.hf_parity(
+        lambda m: _real_rows(_layer(m, s, weights)(x, **kwargs), mask), _hf_layer(s), weights, *hf_args,
+        output=lambda out: _real_rows(out, mask), **TOL,
         name=f"{s}(x of shape {tuple(x.shape)}{shown}){what}"
-        " vs transformers' BertLayer with the same weights"
         + ("" if mask is None else " (rows of padding positions set to 0)"),
-        mistakes=mistakes(lambda m: _real_rows(_run(m, s, weights, x, mask), mask)),
     )
 
 
@@ -153,22 +133,21 @@ def _mask(rows: list[list[int]], dtype: torch.dtype = torch.long) -> torch.Tenso
     return torch.tensor(rows, dtype=dtype)
 
 
-def test_state_dict_names_and_shapes(solution):
+def test_state_dict_names_and_shapes(expect):
     for s in (BASE, Shape(36, 3, 100)):
-        m = solution.BertLayer(**s.kwargs())
-        got = {k: tuple(v.shape) for k, v in m.state_dict().items()}
         expected = {k: tuple(v.shape) for k, v in _hf_layer(s).state_dict().items()}
-        assert_equal(got, expected, name=f"{s}.state_dict(): parameter names and shapes")
+        expect(lambda m, s=s: {k: tuple(v.shape) for k, v in m.BertLayer(**s.kwargs()).state_dict().items()},
+               truth=expected, name=f"{s}.state_dict(): parameter names and shapes")
 
 
 @pytest.mark.points(3)
-def test_matches_bert_layer(solution, rng, mistakes):
+def test_matches_bert_layer(expect, rng):
     x = rng.randn(2, 7, BASE.hidden)
-    _compare(solution, mistakes, BASE, _weights(rng, BASE), x)
+    _parity(expect, BASE, _weights(rng, BASE), x)
 
 
 @pytest.mark.points(2)
-def test_padding_mask(solution, rng, mistakes):
+def test_padding_mask(expect, rng):
     # right padding, padding in the middle and at the start, and a row with one real token
     mask = _mask([
         [1, 1, 1, 1, 1, 1, 1, 1],
@@ -178,80 +157,92 @@ def test_padding_mask(solution, rng, mistakes):
     ])
     w = _weights(rng, BASE)
     x = rng.randn(4, 8, BASE.hidden)
-    _compare(solution, mistakes, BASE, w, x, mask)
-    _compare(solution, mistakes, BASE, w, x, mask.bool(), " with a bool mask")
+    _parity(expect, BASE, w, x, mask)
+    _parity(expect, BASE, w, x, mask.bool(), " with a bool mask")
 
 
-def test_length_one(solution, rng, mistakes):
+def test_length_one(expect, rng):
     s = Shape(48, 6, 80)
     w = _weights(rng, s)
     x = rng.randn(3, 1, s.hidden)
-    _compare(solution, mistakes, s, w, x)
-    _compare(solution, mistakes, s, w, x, _mask([[1], [1], [1]]))
+    _parity(expect, s, w, x)
+    _parity(expect, s, w, x, _mask([[1], [1], [1]]))
 
 
 @pytest.mark.points(2)
-def test_non_power_of_two_sizes(solution, rng, mistakes):
+def test_non_power_of_two_sizes(expect, rng):
     s = Shape(36, 3, 100)  # head_dim 12
-    _compare(solution, mistakes, s, _weights(rng, s), rng.randn(2, 5, s.hidden))
+    _parity(expect, s, _weights(rng, s), rng.randn(2, 5, s.hidden))
     s = Shape(40, 5, 72)  # head_dim 8, 5 heads
     mask = _mask([[1, 1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1, 1]])
-    _compare(solution, mistakes, s, _weights(rng, s), rng.randn(2, 9, s.hidden), mask)
+    _parity(expect, s, _weights(rng, s), rng.randn(2, 9, s.hidden), mask)
 
 
 @pytest.mark.points(2)
-def test_layer_norm_eps(solution, rng, mistakes):
+def test_layer_norm_eps(expect, rng):
     # Small activations: the first LayerNorm's input has variance ~1e-4, so eps = 1e-5 (torch's
     # default) instead of BERT's 1e-12 visibly shrinks its output; then an explicit eps.
     for s in (BASE, Shape(32, 4, 64, eps=1e-3)):
         w = _weights(rng, s, attn_out_scale=0.01)
         x = rng.randn(2, 6, s.hidden, scale=0.01)
-        _compare(solution, mistakes, s, w, x, what=" (x and the attention output of size ~0.01)")
+        _parity(expect, s, w, x, what=" (x and the attention output of size ~0.01)")
+
+
+def _same_shape(out: Any, x: torch.Tensor, args: str) -> None:
+    check(isinstance(out, torch.Tensor) and out.shape == x.shape,
+          f"{BASE}(x of shape {tuple(x.shape)}{args}) must return a tensor of shape {tuple(x.shape)}")
 
 
 @pytest.mark.points(2)
-def test_bidirectional(solution, rng, mistakes):
+def test_bidirectional(expect, rng):
     seq = 6
     w = _weights(rng, BASE)
     x = rng.randn(2, seq, BASE.hidden)
     changed = x.clone()
     changed[:, -1] = rng.randn(2, BASE.hidden, scale=2.0)
-    m = solution.BertLayer(**BASE.kwargs())
-    m.load_state_dict(w)
+    m = _layer(expect.solution, BASE, w)
     before, after = m(x), m(changed)
     for out in (before, after):
-        check(
-            isinstance(out, torch.Tensor) and out.shape == x.shape,
-            f"{BASE}(x of shape {tuple(x.shape)}) must return a tensor of shape {tuple(x.shape)}",
-        )
+        _same_shape(out, x, "")
     moved = float((after[:, 0] - before[:, 0]).detach().abs().max())
-    check(
-        moved > 1e-3,
-        f"changing the last token (position {seq - 1}) left the output at position 0 unchanged"
-        f" (max change {moved:.2e}): BERT's attention is bidirectional, every token attends to"
-        " the tokens after it as well. Is there a causal mask?",
-    )
-    _compare(solution, mistakes, BASE, w, changed, what=" after changing the last token")
+    if moved <= 1e-3:
+        fail(f"changing the last token (position {seq - 1}) left the output at position 0 unchanged"
+             f" (max change {moved:.2e}): BERT's attention is bidirectional, every token attends to"
+             " the tokens after it as well. Is there a causal mask?",
+             after, expect.mistakes(lambda m: _layer(m, BASE, w)(changed)))
+    _parity(expect, BASE, w, changed, what=" after changing the last token")
 
 
-def test_padding_tokens_do_not_leak(solution, rng):
+def test_padding_tokens_do_not_leak(expect, rng):
     mask = _mask([[1, 1, 0, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1, 1]])
     x = rng.randn(2, 7, BASE.hidden)
     changed = torch.where(mask.bool()[..., None], x, rng.randn(2, 7, BASE.hidden, scale=3.0))
-    m = solution.BertLayer(**BASE.kwargs())
-    m.load_state_dict(_weights(rng, BASE))
+    w = _weights(rng, BASE)
+    m = _layer(expect.solution, BASE, w)
     before, after = m(x, attention_mask=mask), m(changed, attention_mask=mask)
     for out in (before, after):
-        check(
-            isinstance(out, torch.Tensor) and out.shape == x.shape,
-            f"{BASE}(x of shape {tuple(x.shape)}, attention_mask) must return a tensor of shape"
-            f" {tuple(x.shape)}",
-        )
-    assert_close(
-        _real_rows(after, mask),
-        _real_rows(before, mask),
-        atol=1e-6,
-        rtol=1e-6,
+        _same_shape(out, x, ", attention_mask")
+    expect.compare(
+        _real_rows(after, mask), _real_rows(before, mask),
+        lambda m: _real_rows(_layer(m, BASE, w)(changed, attention_mask=mask), mask), atol=1e-6, rtol=1e-6,
         name=f"outputs at real tokens after changing the inputs at padding positions"
         f" (attention_mask={mask.tolist()}; padding keys must get zero attention weight)",
     )
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_sizes_and_padding(expect, rng):
+    """Sizes the public checks do not use, drawn afresh: 2 to 6 heads of an odd head_dim (5 to
+    15), so hidden_size is never a power of two, any intermediate size, batch and length; and
+    padding drawn anywhere in each row (every row keeps a real token), as an int and a bool mask."""
+    heads, head_dim = int(rng.randint(2, 7, ())), 2 * int(rng.randint(2, 8, ())) + 1
+    hidden = heads * head_dim
+    s = Shape(hidden, heads, int(rng.randint(hidden // 2, 3 * hidden, ())))
+    batch, seq = int(rng.randint(2, 6, ())), int(rng.randint(2, 12, ()))
+    mask = rng.rand(batch, seq) < 0.6
+    mask[torch.arange(batch), rng.randint(0, seq, (batch,))] = True
+    w = _weights(rng, s)
+    x = rng.randn(batch, seq, hidden)
+    _parity(expect, s, w, x)
+    _parity(expect, s, w, x, mask.long())
+    _parity(expect, s, w, x, mask, " with a bool mask")
