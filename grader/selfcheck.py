@@ -155,7 +155,11 @@ def stub_solutions(catalog: Catalog, exercise: Exercise, directory: Path) -> Pat
 
 
 def copy_references(catalog: Catalog, directory: Path) -> None:
-    """Every track's references under `directory`/<track id>."""
+    """Every track's references under `directory`/<track id>.
+
+    `directory` is made readable to all: a temporary directory is private to its owner,
+    and the sandboxed solution process (--isolated) runs as another user."""
+    directory.chmod(0o755)
     for track in catalog.tracks:  # every track: an exercise may import earlier work from any
         if track.reference.is_dir():
             shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))

@@ -378,6 +378,15 @@ def test_every_hook_is_documented(hook: str):
     assert getattr(hookspecs, hook).__doc__, f"{hook} has no docstring in grader/hookspecs.py"
 
 
+def test_grade_check_isolated_grades_stub_and_mistakes_through_the_sandbox(project: Path):
+    # The stub and each mistake are laid out in temporary directories, which the sandboxed
+    # solution process (another user) must be able to read.
+    proc = grade_in(project, "check", "--isolated", "extra", "--report", "json:-")
+    (exercise,) = json.loads(proc.stdout)["exercises"]
+    assert exercise["stub"]["status"] == "not_started", proc.stderr
+    assert exercise["mutants"][0]["named"] is True, proc.stderr
+
+
 def test_grade_check_quick_stops_each_mistake_at_its_first_catch_once_one_is_named(project: Path):
     with (project / "track" / "double.toml").open("a") as toml:
         toml.write('[[mutants]]\nname = "plus_one"\nmisconception = "adds one"\nreplace = "x * 2"\nwith = "x * 2 + 1"\n')
