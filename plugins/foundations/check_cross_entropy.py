@@ -117,3 +117,16 @@ def test_grad_matches_autograd(expect, rng):
         targets = targets_with_ignored(rng, shape[:-1], shape[-1])
         check_grad(expect, logits, targets, f"logits {shape}, some targets -100")
 
+
+@pytest.mark.hidden
+def test_hidden_4d_custom_ignore_index_and_huge_rows(expect, rng):
+    """What the public checks do not show: a 4-d input (two leading batch axes), ignore_index=-1
+    (neither the default nor a real class), and rows shifted by +-1e4, where exp() overflows
+    float32 unless the maximum is subtracted first; loss and gradient for every reduction."""
+    logits = rng.randn(2, 3, 4, 11, scale=4.0)
+    logits[0, 1] += 1e4
+    logits[1, 2] -= 1e4
+    targets = targets_with_ignored(rng, (2, 3, 4), 11, ignore_index=-1)
+    what = "(2, 3, 4, 11) logits, some rows near +-1e4, ignore_index=-1"
+    check_loss(expect, logits, targets, what, ignore_index=-1)
+    check_grad(expect, logits, targets, what, ignore_index=-1)
