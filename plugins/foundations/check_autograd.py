@@ -414,9 +414,11 @@ def test_shared_nodes_accumulate(expect, rng):
     _expect_graphs(expect, p)
 
 
-def _random_graph(p: _Program, r: Rng, n_leaves: int, n_ops: int) -> None:
+def _random_graph(p: _Program, r: Rng, n_leaves: int, n_ops: int, from_middle: bool = False) -> None:
     """A random expression DAG: operands mostly the newest nodes (depth) but also older ones
-    (sharing), every operation kept where it is defined and magnitudes stay moderate."""
+    (sharing), every operation kept where it is defined and magnitudes stay moderate.
+    Backpropagated from its last node, or with `from_middle` from an operation in its first
+    half, so the nodes built after it are not reachable from the output."""
     p.begin()
     regs = []
     for _ in range(n_leaves):
@@ -462,7 +464,7 @@ def _random_graph(p: _Program, r: Rng, n_leaves: int, n_ops: int) -> None:
             p.undo()
             continue
         regs.append(new)
-    p.backward(regs[-1])
+    p.backward(regs[n_leaves + _pick(r, (n_ops + 1) // 2)] if from_middle else regs[-1])
 
 
 @pytest.mark.points(3)
@@ -514,3 +516,15 @@ def test_deep_chain(expect, rng):
            name=f"[out.data, x.grad, w.grad, out.grad] for a chain of {steps} steps "
                 f"({len(p.graphs[0].nodes) - 2} operations) from a leaf x, reusing a leaf w")
 
+
+@pytest.mark.hidden
+def test_hidden_backward_from_a_middle_node(expect, rng):
+    """Graphs the public checks do not build: 5 to 9 leaves, and backward() called on an
+    operation in the first half of the graph, so the nodes built after it (which use it) are
+    not reachable from the output and must keep .grad 0.0, while every node feeding it gets
+    its gradient."""
+    p = _Program()
+    for k in range(12):
+        r = rng.child("graph", k)
+        _random_graph(p, r, n_leaves=5 + _pick(r, 5), n_ops=12 + _pick(r, 19), from_middle=True)
+    _expect_graphs(expect, p)
