@@ -192,3 +192,12 @@ def test_mlp_gradients_match_finite_differences(expect, rng):
                        atol=1e-7, rtol=1e-6, name=f"sum(grads[{k!r}] * v) vs the finite-difference slope of your"
                                                   f" own loss along a random direction v in {k}")
 
+
+@pytest.mark.hidden
+def test_hidden_size_one_layers(expect, rng):
+    """Sizes of one where the public checks use several: a linear layer with one input and one
+    output feature, and an MLP over 11 examples with one input feature, one hidden unit and
+    two classes. Axis slips a wider case hides (a sum or squeeze over the wrong axis, a
+    transpose) change shapes or values here."""
+    _linear_case(expect, rng, n=3, d_in=1, d_out=1)
+    _mlp_case(expect, rng, n=11, d=1, h=1, c=2)
