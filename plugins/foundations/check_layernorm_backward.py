@@ -157,3 +157,15 @@ def test_eps_with_tiny_variance(expect, rng):
         _check_all(expect, x, w, b, gy, what=f"rows with std 1e-3..1e-2, eps={eps:g}",
                    eps=eps, tol={"atol": 1e-9, "rtol": 1e-8}, tol_sum={"atol": 1e-9, "rtol": 1e-8})
 
+
+@pytest.mark.hidden
+def test_hidden_4d_input_with_a_constant_row(expect, rng):
+    """A layout the public checks do not use: a 4-d input (2, 3, 4, 29), so grad_weight and
+    grad_bias sum over three leading axes, with one row constant: its variance is exactly 0,
+    y there is the bias and only eps keeps rstd (about 316) finite."""
+    x = rng.randn(2, 3, 4, 29, dtype=torch.float64, scale=2.0) - 1.0
+    x[1, 2, 3] = 3.0
+    w, b = _params(rng, 29, torch.float64)
+    gy = rng.randn(2, 3, 4, 29, dtype=torch.float64)
+    _check_all(expect, x, w, b, gy, what="float64 x of shape (2, 3, 4, 29) with one constant row",
+               tol=TIGHT, tol_sum=TIGHT)
