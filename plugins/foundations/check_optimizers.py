@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -217,3 +218,19 @@ def test_hyperparameters_live_in_param_groups(expect, rng):
         expect.compare(list(group["params"]), [x], lambda m, step=step: list(step(m)[1][0]["params"]),
                        name=f"{what}: its parameter after step() with .grad None")
 
+
+@pytest.mark.hidden
+def test_hidden_float64_and_odd_shapes(expect, rng):
+    """Parameters the public checks do not use: float64 ones, held to float64 precision (state
+    kept in float32 shows), of shapes (), (2, 3, 5) and (1,); SGD with Nesterov momentum and
+    decay, AdamW with its own betas and eps."""
+    shapes = ((), (2, 3, 5), (1,))
+
+    def draw() -> list[torch.Tensor]:
+        return [rng.randn(max(1, math.prod(s)), dtype=torch.float64).reshape(s) for s in shapes]
+
+    params, grads = draw(), [draw() for _ in range(STEPS)]
+    for cls, kwargs in (("SGD", {"lr": 0.03, "momentum": 0.85, "weight_decay": 0.05, "nesterov": True}),
+                        ("AdamW", {"lr": 0.02, "betas": (0.85, 0.98), "eps": 1e-7, "weight_decay": 0.1})):
+        _check_trajectory(expect, cls, params, grads, kwargs, what=f" on float64 parameters of shapes {shapes}",
+                          tol={"atol": 1e-10, "rtol": 1e-10})
