@@ -397,3 +397,23 @@ def test_clip_grad_norm_edge_cases(expect, rng):
     # No gradients at all.
     _expect_clip(expect, [rng.randn(3)], [None], 1.0, 2.0, "one parameter with .grad None")
 
+
+@pytest.mark.hidden
+def test_hidden_clip_fractional_norms_float64(expect, rng):
+    """clip_grad_norm_ where the public checks do not go: norm_type 1.5 and 4 (not 1, 2, 3 or
+    inf) over float64 parameters of shapes (), (1,), (2, 3, 5, 7) and (13,), the (1,) one
+    without a gradient, and max_norm a random fraction of the total norm, so the gradients
+    are always scaled."""
+    shapes = [(), (1,), (2, 3, 5, 7), (13,)]
+
+    def draw(r, scale):
+        return [r.randn(max(1, math.prod(s)), dtype=torch.float64, scale=scale).reshape(s) for s in shapes]
+
+    for norm_type in (1.5, 4.0):
+        r = rng.child(norm_type)
+        values, grads = draw(r, 1.0), draw(r, 3.0)
+        grads[1] = None
+        total = float(torch.nn.utils.get_total_norm([g for g in grads if g is not None], norm_type))
+        max_norm = (0.1 + 0.8 * float(r.rand(1))) * total
+        _expect_clip(expect, values, grads, max_norm, norm_type,
+                     f"float64 parameters of shapes {shapes}, the second with .grad None")
