@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from grader.compare import CheckFailure, Mistakes, assert_close, assert_equal, check, raises
+from grader.compare import CheckFailure, Mistakes, assert_equal, check, raises
 from grader.errors import SolutionError
 from grader.probes import run_program, with_parameters
 
@@ -190,6 +190,17 @@ def _call(fn_name: str, shape: tuple[int, ...], kwargs: dict[str, object]) -> st
     return f"{fn_name}(torch.zeros{shape}{args})"
 
 
+def _expect_law(expect, fn_name: str, shape: tuple[int, ...], kwargs: dict[str, object], law: Law,
+                detail: str = "") -> None:
+    """`fn_name` filling a float32 torch.zeros(shape) must draw from `law`; a known mistake
+    drawing from the same distribution is named."""
+    def fill(m):
+        return _fill(getattr(m, fn_name), shape, kwargs)
+
+    assert_law(fill(expect.solution), law, shape=shape, dtype=torch.float32,
+               name=_call(fn_name, shape, kwargs) + detail, mistakes=expect.mistakes(fill))
+
+
 @contextlib.contextmanager
 def _calling(description: str, hint: str = "") -> Iterator[None]:
     """Name the student's call in an error it raises (isolated mode shows only the probe)."""
@@ -200,20 +211,17 @@ def _calling(description: str, hint: str = "") -> Iterator[None]:
         raise SolutionError(e.exc_type, message, e.traceback, description) from None
 
 
-
-
 FAN_SHAPES = [(256, 512), (3, 5), (1, 1), (64, 32, 3, 3), (8, 4, 5), (2, 3, 4, 5, 6), (7, 1, 1, 1)]
 
 
 @pytest.mark.points(2)
-def test_fans_match_torch(solution, mistakes):
+def test_fans_match_torch(expect):
     for shape in FAN_SHAPES:
         w = torch.zeros(shape)
-        expected = tuple(int(v) for v in torch.nn.init._calculate_fan_in_and_fan_out(w))
-        assert_equal(solution.calculate_fan_in_and_fan_out(w), expected,
-                     name=f"calculate_fan_in_and_fan_out of a weight of shape {shape} (fan_in, fan_out)",
-                     mistakes=mistakes(lambda m, w=w: m.calculate_fan_in_and_fan_out(w)))
-    check(raises(lambda: solution.calculate_fan_in_and_fan_out(torch.zeros(5))),
+        expect(lambda s, w=w: s.calculate_fan_in_and_fan_out(w),
+               truth=tuple(int(v) for v in torch.nn.init._calculate_fan_in_and_fan_out(w)),
+               name=f"calculate_fan_in_and_fan_out of a weight of shape {shape} (fan_in, fan_out)")
+    check(raises(lambda: expect.solution.calculate_fan_in_and_fan_out(torch.zeros(5))),
           "calculate_fan_in_and_fan_out of a 1-D tensor of shape (5,) must raise ValueError")
 
 
@@ -225,13 +233,12 @@ GAIN_CASES = [
 
 
 @pytest.mark.points(2)
-def test_gain_matches_torch(solution, mistakes):
+def test_gain_matches_torch(expect):
     for nonlinearity, param in GAIN_CASES:
-        expected = float(torch.nn.init.calculate_gain(nonlinearity, param))
-        assert_close(solution.calculate_gain(nonlinearity, param), expected, atol=0.0, rtol=1e-9,
-                     name=f"calculate_gain({nonlinearity!r}, {param!r})",
-                     mistakes=mistakes(lambda m, f=nonlinearity, p=param: m.calculate_gain(f, p)))
-    check(raises(lambda: solution.calculate_gain("swish")),
+        expect(lambda s, f=nonlinearity, p=param: s.calculate_gain(f, p),
+               truth=float(torch.nn.init.calculate_gain(nonlinearity, param)), atol=0.0, rtol=1e-9,
+               name=f"calculate_gain({nonlinearity!r}, {param!r})")
+    check(raises(lambda: expect.solution.calculate_gain("swish")),
           "calculate_gain('swish') must raise ValueError (unsupported nonlinearity)")
 
 
@@ -239,14 +246,12 @@ XAVIER_CASES = [((256, 512), {}), ((512, 96), {"gain": 5.0 / 3.0}), ((64, 32, 3,
 
 
 @pytest.mark.points(2)
-def test_xavier_uniform_statistics(solution, mistakes):
+def test_xavier_uniform_statistics(expect):
     for shape, kwargs in XAVIER_CASES:
         fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(shape))
         bound = kwargs.get("gain", 1.0) * math.sqrt(6.0 / (fan_in + fan_out))
-        assert_law(_fill(solution.xavier_uniform_, shape, kwargs), uniform_law(bound),
-                   shape=shape, dtype=torch.float32,
-                   name=f"{_call('xavier_uniform_', shape, kwargs)} (fan_in={fan_in}, fan_out={fan_out})",
-                   mistakes=mistakes(lambda m, s=shape, k=kwargs: _fill(m.xavier_uniform_, s, k)))
+        _expect_law(expect, "xavier_uniform_", shape, kwargs, uniform_law(bound),
+                    f" (fan_in={fan_in}, fan_out={fan_out})")
 
 
 KAIMING_CASES = [
@@ -258,17 +263,15 @@ KAIMING_CASES = [
 
 
 @pytest.mark.points(2)
-def test_kaiming_normal_statistics(solution, mistakes):
+def test_kaiming_normal_statistics(expect):
     for shape, kwargs in KAIMING_CASES:
         w = torch.zeros(shape)
         fan = torch.nn.init._calculate_correct_fan(w, kwargs.get("mode", "fan_in"))
         gain = torch.nn.init.calculate_gain(kwargs.get("nonlinearity", "leaky_relu"), kwargs.get("a", 0.0))
         fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(w)
-        assert_law(_fill(solution.kaiming_normal_, shape, kwargs), normal_law(gain / math.sqrt(fan)),
-                   shape=shape, dtype=torch.float32,
-                   name=f"{_call('kaiming_normal_', shape, kwargs)} (fan_in={fan_in}, fan_out={fan_out})",
-                   mistakes=mistakes(lambda m, s=shape, k=kwargs: _fill(m.kaiming_normal_, s, k)))
-    check(raises(lambda: solution.kaiming_normal_(torch.zeros(4, 6), mode="fan_avg")),
+        _expect_law(expect, "kaiming_normal_", shape, kwargs, normal_law(gain / math.sqrt(fan)),
+                    f" (fan_in={fan_in}, fan_out={fan_out})")
+    check(raises(lambda: expect.solution.kaiming_normal_(torch.zeros(4, 6), mode="fan_avg")),
           "kaiming_normal_(torch.zeros(4, 6), mode='fan_avg') must raise ValueError (mode is 'fan_in' or 'fan_out')")
 
 
@@ -281,13 +284,11 @@ TRUNC_CASES = [
 
 
 @pytest.mark.points(2)
-def test_trunc_normal_statistics(solution, mistakes):
+def test_trunc_normal_statistics(expect):
     for shape, kwargs in TRUNC_CASES:
         params = {"mean": 0.0, "std": 1.0, "a": -2.0, "b": 2.0, **kwargs}
         law = trunc_normal_law(params["mean"], params["std"], params["a"], params["b"])
-        assert_law(_fill(solution.trunc_normal_, shape, kwargs), law, shape=shape, dtype=torch.float32,
-                   name=_call("trunc_normal_", shape, kwargs),
-                   mistakes=mistakes(lambda m, s=shape, k=kwargs: _fill(m.trunc_normal_, s, k)))
+        _expect_law(expect, "trunc_normal_", shape, kwargs, law)
 
 
 INPLACE_CASES = [
@@ -302,7 +303,7 @@ INPLACE_CASES = [
 
 
 @pytest.mark.points(2)
-def test_init_fills_in_place_and_returns_it(solution):
+def test_init_fills_in_place_and_returns_it(expect):
     """Each initialiser fills a leaf tensor that requires grad (a Parameter) and returns it."""
     for fn_name, shape, dtype, kwargs, law in INPLACE_CASES:
         program = [
@@ -312,12 +313,12 @@ def test_init_fills_in_place_and_returns_it(solution):
         ]
         name = f"{fn_name}(w, {kwargs}) with w = torch.zeros{shape}, dtype {dtype}, requires_grad=True"
         with _calling(name, "an nn.Parameter must be filled under torch.no_grad()"):
-            filled, returned = run_program(solution, program, [0, 2])
+            filled, returned = run_program(expect.solution, program, [0, 2])
         check(isinstance(returned, torch.Tensor),
               f"{name}: must return the filled tensor, got {type(returned).__name__}")
         # Same storage: the very tensor passed in was filled and returned, not a new one.
         pointers = program + [["method", 0, "data_ptr", []], ["method", 2, "data_ptr", []]]
-        ptr_in, ptr_out = run_program(solution, pointers, [3, 4])
+        ptr_in, ptr_out = run_program(expect.solution, pointers, [3, 4])
         check(ptr_in == ptr_out, f"{name}: must return the tensor it was given (filled in place), not a new one")
         assert_equal(filled, returned, name=f"{name}: w after the call vs the returned tensor")
         check(bool((filled != 0).any()), f"{name}: the tensor is still all zeros after the call")
@@ -334,68 +335,85 @@ def _clip_case(rng, scale: float, shapes: list[tuple[int, ...]], dtype: torch.dt
     return values, grads
 
 
-def _assert_clip(solution, mistakes, values, grads, max_norm, norm_type, label):
+def _expect_clip(expect, values, grads, max_norm, norm_type, label):
     kwargs = {"norm_type": norm_type}
     call = f"clip_grad_norm_({label}, max_norm={max_norm:g}, norm_type={norm_type})"
+
+    def clip(fn):
+        return with_parameters(fn, values, grads, [max_norm], kwargs)
+
     with _calling(call):
-        got = with_parameters(solution.clip_grad_norm_, values, grads, [max_norm], kwargs)
-    want = with_parameters(torch.nn.utils.clip_grad_norm_, values, grads, [max_norm], kwargs)
-
-    def of_mutants(key: str, i: int | None = None) -> Mistakes:
-        def run(m):
-            out = with_parameters(m.clip_grad_norm_, values, grads, [max_norm], kwargs)[key]
-            return out if i is None else out[i]
-
-        return mistakes(run)
-
-    assert_close(got["result"], want["result"], atol=1e-12, rtol=2e-6,
-                 name=f"the total norm returned by {call}", mistakes=of_mutants("result"))
+        got = clip(expect.solution.clip_grad_norm_)
+    want = clip(torch.nn.utils.clip_grad_norm_)
+    expect.compare(got["result"], want["result"], lambda m: clip(m.clip_grad_norm_)["result"], atol=1e-12, rtol=2e-6,
+                   name=f"the total norm returned by {call}")
     for i, (g_got, g_want) in enumerate(zip(got["grads"], want["grads"], strict=True)):
         if g_want is None:
             check(g_got is None, f"{call}: parameter {i} had no gradient; its .grad must stay None")
             continue
-        assert_close(g_got, g_want, atol=1e-12, rtol=2e-6,
-                     name=f"the gradient of parameter {i} after {call}",
-                     mistakes=of_mutants("grads", i))
-    assert_equal(got["values"], want["values"], name=f"the parameter values after {call} (must not change)")
+        expect.compare(g_got, g_want, lambda m, i=i: clip(m.clip_grad_norm_)["grads"][i], atol=1e-12, rtol=2e-6,
+                       name=f"the gradient of parameter {i} after {call}")
+    expect.compare(got["values"], want["values"], lambda m: clip(m.clip_grad_norm_)["values"],
+                   name=f"the parameter values after {call} (must not change)")
 
 
 @pytest.mark.points(3)
-def test_clip_grad_norm_matches_torch(solution, rng, mistakes):
+def test_clip_grad_norm_matches_torch(expect, rng):
     shapes = [(7, 13), (5,), (3, 4, 5), (11,)]
     for norm_type in (2.0, 1.0, 3.0, math.inf):
         values, grads = _clip_case(rng.child(norm_type), 1.0, shapes)
         # The largest |g| is negative, so the inf-norm needs abs().
         grads[2][1, 2, 3] = -2.5 * float(max(g.abs().max() for g in grads))
-        _assert_clip(solution, mistakes, values, grads, 0.5, norm_type, f"4 parameters of shapes {shapes}")
+        _expect_clip(expect, values, grads, 0.5, norm_type, f"4 parameters of shapes {shapes}")
     values, grads = _clip_case(rng.child("f64"), 2.0, [(9, 6), (6,)], torch.float64)
-    _assert_clip(solution, mistakes, values, grads, 1.0, 2.0, "float64 parameters of shapes [(9, 6), (6,)]")
+    _expect_clip(expect, values, grads, 1.0, 2.0, "float64 parameters of shapes [(9, 6), (6,)]")
 
 
 @pytest.mark.points(2)
-def test_clip_grad_norm_below_max_norm_changes_nothing(solution, rng, mistakes):
+def test_clip_grad_norm_below_max_norm_changes_nothing(expect, rng):
     shapes = [(6, 10), (10,)]
     for norm_type in (2.0, math.inf):
         values, grads = _clip_case(rng.child(norm_type), 0.1, shapes)
         total = float(torch.nn.utils.get_total_norm(grads, norm_type))
         max_norm = 3.0 * total
-        # torch leaves the gradients unchanged here, so _assert_clip demands exactly that.
-        _assert_clip(solution, mistakes, values, grads, max_norm, norm_type,
+        # torch leaves the gradients unchanged here, so _expect_clip demands exactly that.
+        _expect_clip(expect, values, grads, max_norm, norm_type,
                      f"parameters of shapes {shapes} whose total norm {total:.4g} is below max_norm")
 
 
 @pytest.mark.points(2)
-def test_clip_grad_norm_edge_cases(solution, rng, mistakes):
+def test_clip_grad_norm_edge_cases(expect, rng):
     # A parameter without a gradient is skipped, not counted as zeros nor crashed on.
     values, grads = _clip_case(rng.child("none"), 1.0, [(4, 3), (8,), (2, 2)])
     grads[1] = None
-    _assert_clip(solution, mistakes, values, grads, 0.7, 2.0, "3 parameters, the second with .grad None")
-    _assert_clip(solution, mistakes, values, grads, 0.7, math.inf, "3 parameters, the second with .grad None")
+    _expect_clip(expect, values, grads, 0.7, 2.0, "3 parameters, the second with .grad None")
+    _expect_clip(expect, values, grads, 0.7, math.inf, "3 parameters, the second with .grad None")
     # A single 0-d parameter.
-    _assert_clip(solution, mistakes, [torch.tensor(1.5)], [torch.tensor(-4.0)], 1.0, 2.0,
+    _expect_clip(expect, [torch.tensor(1.5)], [torch.tensor(-4.0)], 1.0, 2.0,
                  "one 0-d parameter with grad -4")
     # Tiny gradients: here the 1e-6 in max_norm / (total_norm + 1e-6) changes the result.
     values, grads = _clip_case(rng.child("tiny"), 1e-5, [(10, 10)])
-    _assert_clip(solution, mistakes, values, grads, 1e-5, 2.0, "one (10, 10) parameter with gradients ~1e-5")
+    _expect_clip(expect, values, grads, 1e-5, 2.0, "one (10, 10) parameter with gradients ~1e-5")
     # No gradients at all.
-    _assert_clip(solution, mistakes, [rng.randn(3)], [None], 1.0, 2.0, "one parameter with .grad None")
+    _expect_clip(expect, [rng.randn(3)], [None], 1.0, 2.0, "one parameter with .grad None")
+
+
+@pytest.mark.hidden
+def test_hidden_clip_fractional_norms_float64(expect, rng):
+    """clip_grad_norm_ where the public checks do not go: norm_type 1.5 and 4 (not 1, 2, 3 or
+    inf) over float64 parameters of shapes (), (1,), (2, 3, 5, 7) and (13,), the (1,) one
+    without a gradient, and max_norm a random fraction of the total norm, so the gradients
+    are always scaled."""
+    shapes = [(), (1,), (2, 3, 5, 7), (13,)]
+
+    def draw(r, scale):
+        return [r.randn(max(1, math.prod(s)), dtype=torch.float64, scale=scale).reshape(s) for s in shapes]
+
+    for norm_type in (1.5, 4.0):
+        r = rng.child(norm_type)
+        values, grads = draw(r, 1.0), draw(r, 3.0)
+        grads[1] = None
+        total = float(torch.nn.utils.get_total_norm([g for g in grads if g is not None], norm_type))
+        max_norm = (0.1 + 0.8 * float(r.rand(1))) * total
+        _expect_clip(expect, values, grads, max_norm, norm_type,
+                     f"float64 parameters of shapes {shapes}, the second with .grad None")
