@@ -225,3 +225,51 @@ def test_pretokenize_bytes(expect, reference, rng):
         expect(lambda s, t=text: s.pretokenize_bytes(t, specials), truth=expected,
                name=f"pretokenize_bytes({shown!r}, {specials})")
 
+
+# Characters on which Python's `regex` and tokenizers' pre-tokenizer agree: scripts, combining
+# marks, symbols, CJK, Hangul, full-width forms, emoji; and whitespace of every kind.
+_RANGES = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x391, 0x3C9), (0x400, 0x45F), (0x5D0, 0x5EA),
+           (0x620, 0x669), (0x900, 0x97F), (0x2000, 0x206F), (0x2200, 0x22FF), (0x3000, 0x30FF),
+           (0x4E00, 0x4FFF), (0xAC00, 0xAD00), (0xFF01, 0xFF5E), (0x1F300, 0x1F64F)]
+_POOL = [chr(c) for lo, hi in _RANGES for c in range(lo, hi + 1)]
+_WHITESPACE = [" ", " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\x85", "\xa0", "\u2003", "\u3000"]
+# Special tokens: regex metacharacters, a space, and one special token a prefix of another
+HIDDEN_SPECIALS = ["[MASK]", "(.*)", "[MASK][MASK]", "$1^| \\d+"]
+
+
+def _fragment(r) -> str:
+    kind = int(r.integers(4))
+    if kind == 0:
+        return "".join(_POOL[int(i)] for i in r.integers(0, len(_POOL), int(r.integers(1, 6))))
+    if kind == 1:
+        return "".join(_WHITESPACE[int(i)] for i in r.integers(0, len(_WHITESPACE), int(r.integers(1, 4))))
+    if kind == 2:
+        return ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "''", "'"][int(r.integers(10))]
+    return str(int(r.integers(0, 10 ** int(r.integers(1, 7)))))
+
+
+@pytest.mark.hidden
+def test_hidden_random_text_with_special_tokens(expect, rng):
+    """Fresh special tokens and text the public checks do not show: specials made of regex
+    metacharacters, one holding a space, one a prefix of another; every one present, two
+    back to back and one at each end, between random fragments over a wide character pool
+    (scripts, combining marks, CJK, emoji, every kind of whitespace); and one-character
+    texts. pretokenize, split_special_tokens and pretokenize_bytes against tokenizers."""
+    r = rng.np
+    texts = []
+    for _ in range(6):
+        pieces = [_fragment(r) for _ in range(int(r.integers(8, 25)))]
+        for special in HIDDEN_SPECIALS + ["".join(r.choice(HIDDEN_SPECIALS, 2))]:
+            pieces.insert(int(r.integers(len(pieces) + 1)), special)
+        texts.append(str(r.choice(HIDDEN_SPECIALS)) + "".join(pieces) + str(r.choice(HIDDEN_SPECIALS)))
+    cases = [(f"random text #{k}", text) for k, text in enumerate(texts)]
+    cases += [("one character", _POOL[int(i)]) for i in r.integers(0, len(_POOL), 10)]
+    cases += [("one character", str(r.choice([w for w in _WHITESPACE if len(w) == 1])))]
+    cases += [("one special token", s) for s in HIDDEN_SPECIALS]
+    for what, text in cases:
+        expect(lambda s, t=text: s.pretokenize(t), truth=hf_pretokens(text), name=f"pretokenize({text!r}) [{what}]")
+        expect(lambda s, t=text: s.split_special_tokens(t, HIDDEN_SPECIALS), truth=hf_split(text, HIDDEN_SPECIALS),
+               name=f"split_special_tokens({text!r}, {HIDDEN_SPECIALS}) [{what}]")
+        expect(lambda s, t=text: s.pretokenize_bytes(t, HIDDEN_SPECIALS),
+               truth=hf_pretokenize_bytes(text, HIDDEN_SPECIALS),
+               name=f"pretokenize_bytes({text!r}, {HIDDEN_SPECIALS}) [{what}]")
