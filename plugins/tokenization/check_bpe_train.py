@@ -386,3 +386,31 @@ def test_matches_hf_tokenizers_before_first_tie(expect, rng):
         truth="BpeTrainer made",
     )
 
+
+# --- hidden --------------------------------------------------------------------------------
+
+HIDDEN_SPECIALS = ["<s>", "⟨sep⟩", "</s>"]  # one of them not ASCII
+_MULTIBYTE = ["é", "ï", "ß", "ж", "λ", "中", "文", "🙂", "٣", "a", "b", " ", "  ", "\n", "'s", "7"]
+
+
+@pytest.mark.hidden
+def test_hidden_multibyte_text_and_fresh_special_tokens(expect, reference, rng):
+    """What the public checks do not show: three fresh special tokens, one not ASCII, at both
+    ends of the text, back to back and between pieces; text where most characters take two
+    to four UTF-8 bytes, so merges form inside characters; a vocab_size with room for exactly
+    one merge, one for a random count, and one beyond what a short text can give."""
+    r = rng.np
+
+    def multibyte(n: int) -> str:
+        return "".join(_MULTIBYTE[int(i)] for i in r.integers(0, len(_MULTIBYTE), n))
+
+    pieces = [multibyte(int(r.integers(1, 30))) for _ in range(40)] + _documents(rng, 2000)
+    r.shuffle(pieces)
+    between = [str(r.choice(HIDDEN_SPECIALS + ["", ""])) for _ in pieces]
+    s0, s1, s2 = HIDDEN_SPECIALS
+    text = s0 + "".join(p + s for p, s in zip(pieces, between)) + s1 + s2
+    short = s1 + multibyte(40) + s0 + s0 + multibyte(20)
+    room = len(HIDDEN_SPECIALS) + 256
+    for t, vocab_size in ((text, room + 1), (text, room + int(r.integers(30, 90))), (short, room + 1000)):
+        expected = reference.train_bpe(t, vocab_size, HIDDEN_SPECIALS)
+        _Training(expect, t, vocab_size, HIDDEN_SPECIALS).matches(expected)
