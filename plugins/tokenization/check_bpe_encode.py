@@ -464,3 +464,66 @@ def test_encode_iterable(expect, rng):
     for what, chunks in cases.items():
         tokenizers.streams(chunks, what)
 
+
+# --- hidden --------------------------------------------------------------------------------
+
+# The synthetic language has no '<', '/' or '>': these are only ever special tokens.
+HIDDEN_SPECIALS = ["<s>", "</s>", "<s><s>"]
+
+
+def _fresh_vocab_and_merges(rng: Rng) -> tuple[Vocab, Merges]:
+    """A vocab and merges the public checks never use: HF's BpeTrainer on fresh text with a
+    fresh vocab size and special tokens, two whitespace merges added, the ids renumbered
+    and the merge list shuffled."""
+    r = rng.np
+    text = _language().text(6000, seed=int(r.integers(1 << 30)))
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(r.integers(300, 600)),
+        min_frequency=2,
+        special_tokens=HIDDEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([text, _layout(text, r)], trainer)
+    model = json.loads(tok.to_str())["model"]
+    perm = r.permutation(len(model["vocab"]))
+    vocab = {int(perm[i]): _to_bytes(s) for s, i in model["vocab"].items()}
+    merges = [(_to_bytes(a), _to_bytes(b)) for a, b in model["merges"]]
+    # whitespace merges, so that where a stream is cut between two lines changes the ids
+    for a, b in [(b"\n", b"\n"), (b"\n", b" ")]:
+        if (a, b) not in merges:
+            merges.append((a, b))
+            if a + b not in vocab.values():
+                vocab[len(vocab)] = a + b
+    return vocab, [merges[int(i)] for i in r.permutation(len(merges))]
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_vocab_and_extreme_inputs(expect, rng):
+    """A vocabulary, merge order and special tokens (one a prefix of another) that the
+    public checks never use, and inputs at the extremes: one-character texts, pre-tokens
+    hundreds of bytes long (whitespace runs, a repeated word, a long number), special tokens
+    at both ends and back to back, a stream of one-line chunks; ids against Hugging Face,
+    decode(encode(text)) == text, and decode of random ids."""
+    tokenizers = _Tokenizers(expect, *_fresh_vocab_and_merges(rng.child("vocab")), HIDDEN_SPECIALS)
+    r = rng.child("texts").np
+    word = max(_language().tokens[6:], key=len)
+    n = int(r.integers(100, 400))
+    texts = [_POOL[int(i)] for i in r.integers(0, len(_POOL), 12)] + [str(r.choice(_WHITESPACE))]
+    texts += [" " * n + "x", "\n" * n, "x" + "\t " * (n // 2), word * (n // len(word)),
+              "".join(str(d) for d in r.integers(0, 10, n))]
+    for _ in range(4):
+        pieces = [_random_text(r) + str(r.choice(HIDDEN_SPECIALS + [""])) for _ in range(int(r.integers(2, 6)))]
+        texts.append(str(r.choice(HIDDEN_SPECIALS)) + "".join(pieces) + "<s><s><s></s>")
+    for text in texts:
+        tokenizers.encodes(text, f"encode({_short(text)}) with special_tokens={HIDDEN_SPECIALS}")
+        tokenizers.round_trips(text)
+    all_ids = sorted(tokenizers.vocab)
+    for k in range(6):  # random tokens: many byte sequences are not valid UTF-8
+        ids = [all_ids[int(i)] for i in r.integers(0, len(all_ids), int(r.integers(1, 12)))]
+        truth = b"".join(tokenizers.vocab[i] for i in ids).decode("utf-8", errors="replace")
+        tokenizers.decodes(ids, truth, f"random ids #{k}")
+    lines = _layout(_language().text(1500, seed=int(r.integers(1 << 30))), r).splitlines(keepends=True)
+    tokenizers.streams(lines + ["\n", "</s><s>\n", "  last"], "one-line chunks, blank lines, special tokens")
