@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from grader.compare import assert_equal, check
+from grader.compare import check
 from grader.rng import Rng
 from grader.synthlang import SyntheticLanguage
 
@@ -222,30 +223,75 @@ def _show(ids: list[Any], vocab: Vocab) -> str:
     )
 
 
-def _assert_ids(
-    got: Any, expected: list[int], vocab: Vocab, what: str, mistakes: Any = None
-) -> None:
-    """assert_equal on id lists, naming the tokens (as bytes) around the first difference."""
-    if isinstance(got, list) and got != expected:
-        i = next(
-            (k for k, (a, e) in enumerate(zip(got, expected)) if a != e),
-            min(len(got), len(expected)),
+class _Tokenizers:
+    """The solution's Tokenizer(vocab, merges, special_tokens), built once, and Hugging Face's
+    from the same vocab and merges. A comparison that fails reruns the same call on a
+    Tokenizer of each known mistake, to name the one whose output the solution's equals."""
+
+    def __init__(self, expect: Any, vocab: Vocab, merges: Merges, special_tokens: list[str] | None):
+        self.expect, self.vocab, self.merges, self.special_tokens = expect, vocab, merges, special_tokens
+        self.tok = expect.solution.Tokenizer(vocab, merges, special_tokens)
+
+    @functools.cached_property
+    def hf(self) -> HFTokenizer:
+        return _hf(self.vocab, self.merges, self.special_tokens)
+
+    def build(self, module: Any) -> Any:
+        return module.Tokenizer(self.vocab, self.merges, self.special_tokens)
+
+    def ids_equal(self, got: Any, expected: list[int], what: str, call: Callable[[Any], Any]) -> None:
+        """The ids `call(tokenizer)` gave, naming the tokens (as bytes) around the first difference."""
+        if isinstance(got, list) and got != expected:
+            i = next(
+                (k for k, (a, e) in enumerate(zip(got, expected)) if a != e),
+                min(len(got), len(expected)),
+            )
+            what += (
+                f" (first difference at token {i}: expected tokens {_show(expected[i : i + 4], self.vocab)},"
+                f" got {_show(got[i : i + 4], self.vocab)})"
+            )
+        self.expect.compare(got, expected, lambda m: call(self.build(m)), name=what)
+
+    def encodes(self, text: str, what: str) -> None:
+        """encode(text) must give Hugging Face's ids."""
+        self.ids_equal(self.tok.encode(text), _hf_ids(self.hf, text), what, lambda t: t.encode(text))
+
+    def decodes(self, ids: list[int], expected: str, what: str) -> None:
+        self.expect.compare(self.tok.decode(ids), expected, lambda m: self.build(m).decode(ids),
+                            name=f"decode({what}) = {_show(ids[:8], self.vocab)}{'...' if len(ids) > 8 else ''}")
+
+    def round_trips(self, text: str) -> None:
+        """decode(encode(text)) must give the text back."""
+
+        def round_trip(tok: Any) -> Any:
+            return tok.decode(tok.encode(text))
+
+        self.expect.compare(round_trip(self.tok), text, lambda m: round_trip(self.build(m)),
+                            name=f"decode(encode({_short(text)}))")
+
+    def streams(self, chunks: list[str], what: str) -> None:
+        """encode_iterable(chunks) must yield, lazily, Hugging Face's ids of the joined text."""
+        out = self.tok.encode_iterable(chunks)
+        check(
+            not isinstance(out, (list, tuple)),
+            f"encode_iterable({what}) returned a {type(out).__name__}:"
+            " it must yield ids lazily (a generator)",
         )
-        what += (
-            f" (first difference at token {i}: expected tokens {_show(expected[i : i + 4], vocab)},"
-            f" got {_show(got[i : i + 4], vocab)})"
+        got = [i for i in out]  # iterating (not list(), which asks a remote generator for len)
+        self.ids_equal(
+            got,
+            _hf_ids(self.hf, "".join(chunks)),
+            f"list(encode_iterable({what})), {len(chunks)} chunks, vs encode of the joined text",
+            lambda t: list(t.encode_iterable(chunks)),
         )
-    assert_equal(got, expected, name=what, mistakes=mistakes)
 
 
 # --- checks --------------------------------------------------------------------------------
 
 
 @pytest.mark.points(3)
-def test_encode_matches_hf_on_synthetic_text(solution, rng, mistakes):
-    vocab, merges = _vocab_and_merges(rng)
-    hf = _hf(vocab, merges, SPECIALS)
-    tok = solution.Tokenizer(vocab, merges, SPECIALS)
+def test_encode_matches_hf_on_synthetic_text(expect, rng):
+    tokenizers = _Tokenizers(expect, *_vocab_and_merges(rng), SPECIALS)
     lang = _language()
     r = rng.child("texts").np
     plain = lang.text(3000, seed=int(r.integers(1 << 30)))
@@ -259,35 +305,19 @@ def test_encode_matches_hf_on_synthetic_text(solution, rng, mistakes):
         ),
     }
     for what, text in cases.items():
-        got = tok.encode(text)
-        _assert_ids(
-            got,
-            _hf_ids(hf, text),
-            vocab,
-            f"encode({what}, {len(text)} characters)",
-            mistakes=mistakes(lambda m, t=text: m.Tokenizer(vocab, merges, SPECIALS).encode(t)),
-        )
+        tokenizers.encodes(text, f"encode({what}, {len(text)} characters)")
 
 
 @pytest.mark.points(2)
-def test_encode_edge_cases(solution, rng, mistakes):
-    vocab, merges = _vocab_and_merges(rng)
-    hf = _hf(vocab, merges, SPECIALS)
-    tok = solution.Tokenizer(vocab, merges, SPECIALS)
+def test_encode_edge_cases(expect, rng):
+    tokenizers = _Tokenizers(expect, *_vocab_and_merges(rng), SPECIALS)
     r = rng.child("random strings").np
     for text in EDGE_CASES + [_random_text(r) for _ in range(10)]:
-        got = tok.encode(text)
-        _assert_ids(
-            got,
-            _hf_ids(hf, text),
-            vocab,
-            f"encode({_short(text)})",
-            mistakes=mistakes(lambda m, t=text: m.Tokenizer(vocab, merges, SPECIALS).encode(t)),
-        )
+        tokenizers.encodes(text, f"encode({_short(text)})")
 
 
 @pytest.mark.points(2)
-def test_special_tokens(solution, rng, mistakes):
+def test_special_tokens(expect, rng):
     vocab, merges = _vocab_and_merges(rng)
     docs = _language().documents(2, seed=int(rng.np.integers(1 << 30)))
     texts = [
@@ -302,40 +332,22 @@ def test_special_tokens(solution, rng, mistakes):
         "<|endoftext|>" + docs[0] + "<|endoftext|><|endoftext|>" + docs[1] + "<pad>",
     ]
     for specials in (SPECIALS, ["<pad>", "<|endoftext|>"], None, []):
-        hf = _hf(vocab, merges, specials)
-        tok = solution.Tokenizer(vocab, merges, specials)
+        tokenizers = _Tokenizers(expect, vocab, merges, specials)
         for text in texts:
-            got = tok.encode(text)
-            _assert_ids(
-                got,
-                _hf_ids(hf, text),
-                vocab,
-                f"encode({_short(text)}) with special_tokens={specials}",
-                mistakes=mistakes(
-                    lambda m, t=text, s=specials: m.Tokenizer(vocab, merges, s).encode(t)
-                ),
-            )
+            tokenizers.encodes(text, f"encode({_short(text)}) with special_tokens={specials}")
 
 
 @pytest.mark.points(2)
-def test_merges_applied_by_rank(solution, rng, mistakes):
+def test_merges_applied_by_rank(expect, rng):
     # Shuffled merges: a merge may now use a token that only a later merge creates, so the
     # order in which merges are tried matters; only "lowest rank first, repeatedly" matches HF.
     vocab, merges = _vocab_and_merges(rng)
     r = rng.child("shuffle").np
     shuffled = [merges[int(i)] for i in r.permutation(len(merges))]
-    hf = _hf(vocab, shuffled, SPECIALS)
-    tok = solution.Tokenizer(vocab, shuffled, SPECIALS)
+    tokenizers = _Tokenizers(expect, vocab, shuffled, SPECIALS)
     texts = [_language().text(2000, seed=int(r.integers(1 << 30))), "a   b\n\n  c", "naïve café 🙂"]
     for text in texts:
-        got = tok.encode(text)
-        _assert_ids(
-            got,
-            _hf_ids(hf, text),
-            vocab,
-            f"encode({_short(text)}) with the merge list shuffled",
-            mistakes=mistakes(lambda m, t=text: m.Tokenizer(vocab, shuffled, SPECIALS).encode(t)),
-        )
+        tokenizers.encodes(text, f"encode({_short(text)}) with the merge list shuffled")
 
 
 # Hand-made merge lists where the order of merging shows. After a merge the new token may
@@ -362,27 +374,19 @@ def _small_vocab(merges: Merges, rng: Rng) -> Vocab:
 
 
 @pytest.mark.points(2)
-def test_merges_one_occurrence_at_a_time(solution, rng, mistakes):
+def test_merges_one_occurrence_at_a_time(expect, rng):
     for k, (merges, texts) in enumerate(ORDER_CASES):
-        vocab = _small_vocab(merges, rng.child("vocab", k))
-        hf = _hf(vocab, merges, None)
-        tok = solution.Tokenizer(vocab, merges, None)
+        tokenizers = _Tokenizers(expect, _small_vocab(merges, rng.child("vocab", k)), merges, None)
         shown = "[" + ", ".join(f"({a!r}, {b!r})" for a, b in merges) + "]"
         for text in texts:
-            _assert_ids(
-                tok.encode(text),
-                _hf_ids(hf, text),
-                vocab,
-                f"encode({text!r}) with merges {shown} (rank = index)",
-                mistakes=mistakes(lambda m, v=vocab, ms=merges, t=text: m.Tokenizer(v, ms, None).encode(t)),
-            )
+            tokenizers.encodes(text, f"encode({text!r}) with merges {shown} (rank = index)")
 
 
 @pytest.mark.points(2)
-def test_decode(solution, rng, mistakes):
+def test_decode(expect, rng):
     vocab, merges = _vocab_and_merges(rng)
-    hf = _hf(vocab, merges, SPECIALS)
-    tok = solution.Tokenizer(vocab, merges, SPECIALS)
+    tokenizers = _Tokenizers(expect, vocab, merges, SPECIALS)
+    hf = tokenizers.hf
     id_of = {token: i for i, token in vocab.items()}
     r = rng.child("ids").np
     all_ids = sorted(vocab)
@@ -419,19 +423,12 @@ def test_decode(solution, rng, mistakes):
     for what, ids in cases:
         expected = hf.decode(ids, skip_special_tokens=False)
         assert expected == b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
-        got = tok.decode(ids)
-        assert_equal(
-            got,
-            expected,
-            name=f"decode({what}) = {_show(ids[:8], vocab)}{'...' if len(ids) > 8 else ''}",
-            mistakes=mistakes(lambda m, i=ids: m.Tokenizer(vocab, merges, SPECIALS).decode(i)),
-        )
+        tokenizers.decodes(ids, expected, what)
 
 
 @pytest.mark.points(2)
-def test_round_trip(solution, rng, mistakes):
-    vocab, merges = _vocab_and_merges(rng)
-    tok = solution.Tokenizer(vocab, merges, SPECIALS)
+def test_round_trip(expect, rng):
+    tokenizers = _Tokenizers(expect, *_vocab_and_merges(rng), SPECIALS)
     r = rng.child("random strings").np
     texts = [
         _language().text(1000, seed=int(r.integers(1 << 30))),
@@ -441,26 +438,13 @@ def test_round_trip(solution, rng, mistakes):
         "日本語 한국어 Ελληνικά русский",
         "x<|endoftext|>y<pad>z<|endoftext|><|endoftext|>",
     ] + [_random_text(r) for _ in range(12)]
-
-    def round_trip(module: Any, text: str) -> Any:
-        t = module.Tokenizer(vocab, merges, SPECIALS)
-        return t.decode(t.encode(text))
-
     for text in texts:
-        got = tok.decode(tok.encode(text))
-        assert_equal(
-            got,
-            text,
-            name=f"decode(encode({_short(text)}))",
-            mistakes=mistakes(lambda m, t=text: round_trip(m, t)),
-        )
+        tokenizers.round_trips(text)
 
 
 @pytest.mark.points(2)
-def test_encode_iterable(solution, rng, mistakes):
-    vocab, merges = _vocab_and_merges(rng)
-    hf = _hf(vocab, merges, SPECIALS)
-    tok = solution.Tokenizer(vocab, merges, SPECIALS)
+def test_encode_iterable(expect, rng):
+    tokenizers = _Tokenizers(expect, *_vocab_and_merges(rng), SPECIALS)
     r = rng.child("chunks").np
     text = _layout(_language().text(2500, seed=int(r.integers(1 << 30))), r)
     text = text.replace("!\n", "!<|endoftext|>\n", 2)
@@ -478,20 +462,68 @@ def test_encode_iterable(solution, rng, mistakes):
         "no chunks": [],
     }
     for what, chunks in cases.items():
-        out = tok.encode_iterable(chunks)
-        check(
-            not isinstance(out, (list, tuple)),
-            f"encode_iterable({what}) returned a {type(out).__name__}:"
-            " it must yield ids lazily (a generator)",
-        )
-        got = [i for i in out]  # iterating (not list(), which asks a remote generator for len)
-        joined = "".join(chunks)
-        _assert_ids(
-            got,
-            _hf_ids(hf, joined),
-            vocab,
-            f"list(encode_iterable({what})), {len(chunks)} chunks, vs encode of the joined text",
-            mistakes=mistakes(
-                lambda m, c=chunks: list(m.Tokenizer(vocab, merges, SPECIALS).encode_iterable(c))
-            ),
-        )
+        tokenizers.streams(chunks, what)
+
+
+# --- hidden --------------------------------------------------------------------------------
+
+# The synthetic language has no '<', '/' or '>': these are only ever special tokens.
+HIDDEN_SPECIALS = ["<s>", "</s>", "<s><s>"]
+
+
+def _fresh_vocab_and_merges(rng: Rng) -> tuple[Vocab, Merges]:
+    """A vocab and merges the public checks never use: HF's BpeTrainer on fresh text with a
+    fresh vocab size and special tokens, two whitespace merges added, the ids renumbered
+    and the merge list shuffled."""
+    r = rng.np
+    text = _language().text(6000, seed=int(r.integers(1 << 30)))
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(r.integers(300, 600)),
+        min_frequency=2,
+        special_tokens=HIDDEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator([text, _layout(text, r)], trainer)
+    model = json.loads(tok.to_str())["model"]
+    perm = r.permutation(len(model["vocab"]))
+    vocab = {int(perm[i]): _to_bytes(s) for s, i in model["vocab"].items()}
+    merges = [(_to_bytes(a), _to_bytes(b)) for a, b in model["merges"]]
+    # whitespace merges, so that where a stream is cut between two lines changes the ids
+    for a, b in [(b"\n", b"\n"), (b"\n", b" ")]:
+        if (a, b) not in merges:
+            merges.append((a, b))
+            if a + b not in vocab.values():
+                vocab[len(vocab)] = a + b
+    return vocab, [merges[int(i)] for i in r.permutation(len(merges))]
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_vocab_and_extreme_inputs(expect, rng):
+    """A vocabulary, merge order and special tokens (one a prefix of another) that the
+    public checks never use, and inputs at the extremes: one-character texts, pre-tokens
+    hundreds of bytes long (whitespace runs, a repeated word, a long number), special tokens
+    at both ends and back to back, a stream of one-line chunks; ids against Hugging Face,
+    decode(encode(text)) == text, and decode of random ids."""
+    tokenizers = _Tokenizers(expect, *_fresh_vocab_and_merges(rng.child("vocab")), HIDDEN_SPECIALS)
+    r = rng.child("texts").np
+    word = max(_language().tokens[6:], key=len)
+    n = int(r.integers(100, 400))
+    texts = [_POOL[int(i)] for i in r.integers(0, len(_POOL), 12)] + [str(r.choice(_WHITESPACE))]
+    texts += [" " * n + "x", "\n" * n, "x" + "\t " * (n // 2), word * (n // len(word)),
+              "".join(str(d) for d in r.integers(0, 10, n))]
+    for _ in range(4):
+        pieces = [_random_text(r) + str(r.choice(HIDDEN_SPECIALS + [""])) for _ in range(int(r.integers(2, 6)))]
+        texts.append(str(r.choice(HIDDEN_SPECIALS)) + "".join(pieces) + "<s><s><s></s>")
+    for text in texts:
+        tokenizers.encodes(text, f"encode({_short(text)}) with special_tokens={HIDDEN_SPECIALS}")
+        tokenizers.round_trips(text)
+    all_ids = sorted(tokenizers.vocab)
+    for k in range(6):  # random tokens: many byte sequences are not valid UTF-8
+        ids = [all_ids[int(i)] for i in r.integers(0, len(all_ids), int(r.integers(1, 12)))]
+        truth = b"".join(tokenizers.vocab[i] for i in ids).decode("utf-8", errors="replace")
+        tokenizers.decodes(ids, truth, f"random ids #{k}")
+    lines = _layout(_language().text(1500, seed=int(r.integers(1 << 30))), r).splitlines(keepends=True)
+    tokenizers.streams(lines + ["\n", "</s><s>\n", "  last"], "one-line chunks, blank lines, special tokens")

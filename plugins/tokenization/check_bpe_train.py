@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import regex
 
-from grader.compare import Mistakes, assert_equal, check, fail
+from grader.compare import Mistakes, check, fail
 from grader.synthlang import SyntheticLanguage
 
 EOT = "<|endoftext|>"
@@ -122,77 +122,80 @@ def _unpack(got: Any, call: str) -> tuple[dict[Any, Any], list[Any]]:
     return vocab, [tuple(m) for m in merges]
 
 
-def _compare_merges(
-    got: list[tuple[bytes, bytes]],
-    expected: list[tuple[bytes, bytes]],
-    call: str,
-    mistakes: Mistakes | None,
-    truth: str = "expected",
-) -> None:
-    if got == expected:
-        return
-    i = next(
-        (j for j, (g, e) in enumerate(zip(got, expected)) if g != e), min(len(got), len(expected))
-    )
-    if i < min(len(got), len(expected)):
-        detail = f"merge {i} is {got[i]!r}, {truth} {expected[i]!r}"
-    else:
-        detail = f"got {len(got)} merges, {truth} {len(expected)}"
-    fail(f"{call}: merges differ (the first {i} agree): {detail}", got, mistakes)
+class _Training:
+    """The solution's train_bpe(text, vocab_size, special_tokens), unpacked into `vocab` and
+    `merges`; each comparison on it reruns the same call on the known mistakes when it fails."""
 
+    def __init__(self, expect: Any, text: str, vocab_size: int, special_tokens: list[str]):
+        self.expect, self.special_tokens = expect, special_tokens
+        self.call = _describe(text, vocab_size, special_tokens)
+        self.run = lambda m: m.train_bpe(text, vocab_size, special_tokens)
+        self.vocab, self.merges = _unpack(self.run(expect.solution), self.call)
 
-def _check_against(
-    got: Any,
-    expected: tuple[dict[int, bytes], list[tuple[bytes, bytes]]],
-    call: str,
-    special_tokens: list[str],
-    mistakes: Any,
-    run: Any,
-) -> None:
-    """Initial vocabulary, then merges, then the whole vocabulary, each diagnosed by mistake."""
-    vocab, merges = _unpack(got, call)
-    k = len(special_tokens)
-    assert_equal(
-        _first_ids(vocab, k + 256),
-        _initial_vocab(special_tokens),
-        name=f"{call}: the initial vocabulary (specials at ids 0..{k - 1}, byte b at id {k} + b)"
-        if k
-        else f"{call}: the initial vocabulary (byte b at id b)",
-        mistakes=mistakes(lambda m: _first_ids(run(m)[0], k + 256)),
-    )
-    _compare_merges(merges, expected[1], call, mistakes(lambda m: run(m)[1]))
-    assert_equal(vocab, expected[0], name=f"{call}: vocab", mistakes=mistakes(lambda m: run(m)[0]))
+    def mistakes(self, part: int) -> Mistakes:
+        """What each known mistake returns for the same call: its vocab (0) or merges (1)."""
+        return self.expect.mistakes(lambda m: self.run(m)[part])
+
+    def merges_equal(
+        self, expected: list[tuple[bytes, bytes]], call: str | None = None, truth: str = "expected"
+    ) -> None:
+        """The merges, naming the first that differs."""
+        got = self.merges
+        if got == expected:
+            return
+        i = next(
+            (j for j, (g, e) in enumerate(zip(got, expected)) if g != e), min(len(got), len(expected))
+        )
+        if i < min(len(got), len(expected)):
+            detail = f"merge {i} is {got[i]!r}, {truth} {expected[i]!r}"
+        else:
+            detail = f"got {len(got)} merges, {truth} {len(expected)}"
+        fail(f"{call or self.call}: merges differ (the first {i} agree): {detail}", got, self.mistakes(1))
+
+    def vocab_equal(self, expected: dict[int, bytes]) -> None:
+        self.expect.compare(self.vocab, expected, lambda m: self.run(m)[0], name=f"{self.call}: vocab")
+
+    def matches(self, expected: tuple[dict[int, bytes], list[tuple[bytes, bytes]]]) -> None:
+        """Initial vocabulary, then merges, then the whole vocabulary, each diagnosed by mistake."""
+        k = len(self.special_tokens)
+        self.expect.compare(
+            _first_ids(self.vocab, k + 256),
+            _initial_vocab(self.special_tokens),
+            lambda m: _first_ids(self.run(m)[0], k + 256),
+            name=f"{self.call}: the initial vocabulary (specials at ids 0..{k - 1}, byte b at id {k} + b)"
+            if k
+            else f"{self.call}: the initial vocabulary (byte b at id b)",
+        )
+        self.merges_equal(expected[1])
+        self.vocab_equal(expected[0])
 
 
 # --- checks -----------------------------------------------------------------------------------
 
 
 @pytest.mark.points(4)
-def test_matches_reference_on_synthetic_corpus(solution, reference, rng, mistakes, figures):
+def test_matches_reference_on_synthetic_corpus(expect, reference, rng, figures):
     docs = _documents(rng, 32_000)
     text = EOT.join(docs)
     specials = [EOT]
     vocab_size = 1 + 256 + int(rng.np.integers(220, 260))
-    call = _describe(text, vocab_size, specials)
 
     t0 = time.perf_counter()
     expected = reference.train_bpe(text, vocab_size, specials)
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
-    got = solution.train_bpe(text, vocab_size, specials)
+    trained = _Training(expect, text, vocab_size, specials)
     t_student = time.perf_counter() - t0
     # reported, not graded; in isolated mode t_student includes one round trip (milliseconds)
     figures["student_seconds"] = round(t_student, 4)
     figures["reference_seconds"] = round(t_ref, 4)
     figures["time_vs_reference"] = round(t_student / max(t_ref, 1e-9), 3)
 
-    _check_against(
-        got, expected, call, specials, mistakes, lambda m: m.train_bpe(text, vocab_size, specials)
-    )
+    trained.matches(expected)
 
 
 @pytest.mark.points(2)
-def test_tie_break_greatest_pair(solution, mistakes):
+def test_tie_break_greatest_pair(expect):
     cases = {
         # (a,b), ( ,b) and (b,a) all occur twice: the greatest pair (b"b", b"a") goes first
         "ab ab ba ba": [(b"b", b"a"), (b"a", b"b"), (b" ", b"ba"), (b" ", b"ab")],
@@ -201,14 +204,10 @@ def test_tie_break_greatest_pair(solution, mistakes):
         "aaa bb": [(b"a", b"a"), (b"b", b"b"), (b"aa", b"a"), (b" ", b"bb")],
     }
     for text, expected in cases.items():
-        call = _describe(text, 1000, [])
-        _, merges = _unpack(solution.train_bpe(text, 1000, []), call)
-        _compare_merges(
-            merges, expected, call, mistakes(lambda m, t=text: m.train_bpe(t, 1000, [])[1])
-        )
+        _Training(expect, text, 1000, []).merges_equal(expected)
 
 
-def test_counts_every_position_and_merges_left_to_right(solution, mistakes):
+def test_counts_every_position_and_merges_left_to_right(expect):
     cases = {
         # "aaaa" holds THREE (a,a) positions: (a,a) x3 beats ( ,b) x2 and (b,b) x2;
         # then "aaaa" is [aa, aa] and (b,b) wins the tie against ( ,b)
@@ -217,58 +216,43 @@ def test_counts_every_position_and_merges_left_to_right(solution, mistakes):
         "aaa": [(b"a", b"a"), (b"aa", b"a")],
     }
     for text, expected in cases.items():
-        call = _describe(text, 1000, [])
-        _, merges = _unpack(solution.train_bpe(text, 1000, []), call)
-        _compare_merges(
-            merges, expected, call, mistakes(lambda m, t=text: m.train_bpe(t, 1000, [])[1])
-        )
+        _Training(expect, text, 1000, []).merges_equal(expected)
 
 
 @pytest.mark.points(2)
-def test_special_tokens_never_merged(solution, reference, rng, mistakes):
+def test_special_tokens_never_merged(expect, reference, rng):
     specials = [EOT, "<|sep|>"]
     docs = _documents(rng, 12_000)
     # many short pieces between specials, so that a special token left in the text is frequent
     pieces = [s.strip() for d in docs for s in regex.split(r"(?<=[.?!]) ", d) if s.strip()]
     text = "".join(p + specials[i % 2] for i, p in enumerate(pieces))
     vocab_size = 2 + 256 + 120
-    call = _describe(text, vocab_size, specials)
-    vocab, merges = _unpack(solution.train_bpe(text, vocab_size, specials), call)
-    assert_equal(
-        [vocab.get(0), vocab.get(1)],
+    trained = _Training(expect, text, vocab_size, specials)
+    expect.compare(
+        [trained.vocab.get(0), trained.vocab.get(1)],
         [s.encode() for s in specials],
-        name=f"{call}: the special tokens' ids 0 and 1",
-        mistakes=mistakes(
-            lambda m: list(_first_ids(m.train_bpe(text, vocab_size, specials)[0], 2).values())
-        ),
+        lambda m: list(_first_ids(trained.run(m)[0], 2).values()),
+        name=f"{trained.call}: the special tokens' ids 0 and 1",
     )
     # the synthetic text never contains '<', '|' or '>': those bytes can only come from a special
-    for i, (a, b) in enumerate(merges):
+    for i, (a, b) in enumerate(trained.merges):
         if any(c in a + b for c in b"<|>"):
             fail(
-                f"{call}: merge {i} is {(a, b)!r}: pieces of the special tokens were merged."
+                f"{trained.call}: merge {i} is {(a, b)!r}: pieces of the special tokens were merged."
                 " Split the text on the special tokens first; they never take part in merges",
-                merges,
-                mistakes(lambda m: m.train_bpe(text, vocab_size, specials)[1]),
+                trained.merges,
+                trained.mistakes(1),
             )
-    _check_against(
-        (vocab, merges),
-        reference.train_bpe(text, vocab_size, specials),
-        call,
-        specials,
-        mistakes,
-        lambda m: m.train_bpe(text, vocab_size, specials),
-    )
+    trained.matches(reference.train_bpe(text, vocab_size, specials))
 
 
 @pytest.mark.points(2)
-def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes):
+def test_merges_are_most_frequent_pairs_inside_pretokens(expect, rng):
     docs = _documents(rng, 8_000)
     text = "\n".join(docs)  # no special tokens: the 256 bytes take ids 0..255
     vocab_size = 256 + 80
-    call = _describe(text, vocab_size, [])
-    vocab, merges = _unpack(solution.train_bpe(text, vocab_size, []), call)
-    diagnose = mistakes(lambda m: m.train_bpe(text, vocab_size, [])[1])
+    trained = _Training(expect, text, vocab_size, [])
+    call, vocab, merges = trained.call, trained.vocab, trained.merges
     words = _pretoken_words(text, [])
     for i, pair in enumerate(merges):
         pairs = _pair_counts(words)
@@ -277,7 +261,7 @@ def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes
                 f"{call}: merge {i} {pair!r} is not two adjacent tokens inside any pre-token"
                 " at that point; merges never cross pre-token boundaries",
                 merges,
-                diagnose,
+                trained.mistakes(1),
             )
         top = max(pairs, key=lambda p: (pairs[p], p))
         if pairs[pair] != pairs[top]:
@@ -286,7 +270,7 @@ def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes
                 f" {top!r} occurs {pairs[top]} times (counted at every adjacent position,"
                 " weighted by the pre-token's count)",
                 merges,
-                diagnose,
+                trained.mistakes(1),
             )
         words = _apply(words, pair)
     check(
@@ -306,27 +290,20 @@ def test_merges_are_most_frequent_pairs_inside_pretokens(solution, rng, mistakes
         )
 
 
-def test_no_room_for_merges(solution, mistakes):
+def test_no_room_for_merges(expect):
     text = "ab ab ab ba"
     for specials in ([], [EOT], [EOT, "<pad>"]):
-        vocab_size = len(specials) + 256
-        call = _describe(text, vocab_size, specials)
-        vocab, merges = _unpack(solution.train_bpe(text, vocab_size, specials), call)
-        assert_equal(
-            merges,
+        trained = _Training(expect, text, len(specials) + 256, specials)
+        expect.compare(
+            trained.merges,
             [],
-            name=f"{call}: merges (vocab_size = len(special_tokens) + 256)",
-            mistakes=mistakes(lambda m, s=specials, v=vocab_size: m.train_bpe(text, v, s)[1]),
+            lambda m, t=trained: t.run(m)[1],
+            name=f"{trained.call}: merges (vocab_size = len(special_tokens) + 256)",
         )
-        assert_equal(
-            vocab,
-            _initial_vocab(specials),
-            name=f"{call}: vocab",
-            mistakes=mistakes(lambda m, s=specials, v=vocab_size: m.train_bpe(text, v, s)[0]),
-        )
+        trained.vocab_equal(_initial_vocab(specials))
 
 
-def test_stops_when_no_pairs_remain(solution, mistakes):
+def test_stops_when_no_pairs_remain(expect):
     cases = {
         # pieces "ab" and " ab": (a,b) x2, then ( ,ab) x1 is merged too; then nothing is left
         ("ab" + EOT + " ab", 1000, (EOT,)): [(b"a", b"b"), (b" ", b"ab")],
@@ -334,24 +311,12 @@ def test_stops_when_no_pairs_remain(solution, mistakes):
         ("é", 1000, ()): [(b"\xc3", b"\xa9")],
     }
     for (text, vocab_size, specials), expected_merges in cases.items():
-        sp = list(specials)
-        call = _describe(text, vocab_size, sp)
-        vocab, merges = _unpack(solution.train_bpe(text, vocab_size, sp), call)
-        _compare_merges(
-            merges,
-            expected_merges,
-            call,
-            mistakes(lambda m, t=text, v=vocab_size, s=sp: m.train_bpe(t, v, s)[1]),
-        )
-        expected_vocab = _initial_vocab(sp)
+        trained = _Training(expect, text, vocab_size, list(specials))
+        trained.merges_equal(expected_merges)
+        expected_vocab = _initial_vocab(list(specials))
         for a, b in expected_merges:
             expected_vocab[len(expected_vocab)] = a + b
-        assert_equal(
-            vocab,
-            expected_vocab,
-            name=f"{call}: vocab",
-            mistakes=mistakes(lambda m, t=text, v=vocab_size, s=sp: m.train_bpe(t, v, s)[0]),
-        )
+        trained.vocab_equal(expected_vocab)
 
 
 # --- parity with Hugging Face tokenizers ----------------------------------------------------
@@ -405,7 +370,7 @@ def _untied_prefix(docs: list[str], hf: list[tuple[bytes, bytes]]) -> int:
     return len(hf)
 
 
-def test_matches_hf_tokenizers_before_first_tie(solution, rng, mistakes):
+def test_matches_hf_tokenizers_before_first_tie(expect, rng):
     # HF breaks ties its own way (by token id), so only its merges before the first tied top
     # count are ground truth; of three samples keep the one with the longest such prefix
     candidates = []
@@ -414,13 +379,38 @@ def test_matches_hf_tokenizers_before_first_tie(solution, rng, mistakes):
         hf = _hf_merges(docs, 60)
         candidates.append((_untied_prefix(docs, hf), i, docs, hf))
     n, _, docs, hf = max(candidates)
-    text, vocab_size = EOT.join(docs), 1 + 256 + n
-    call = _describe(text, vocab_size, [EOT])
-    _, merges = _unpack(solution.train_bpe(text, vocab_size, [EOT]), call)
-    _compare_merges(
-        merges,
+    trained = _Training(expect, EOT.join(docs), 1 + 256 + n, [EOT])
+    trained.merges_equal(
         hf[:n],
-        f"{call} vs Hugging Face tokenizers' BpeTrainer ({n} merges, none with a tied count)",
-        mistakes(lambda m: m.train_bpe(text, vocab_size, [EOT])[1]),
+        f"{trained.call} vs Hugging Face tokenizers' BpeTrainer ({n} merges, none with a tied count)",
         truth="BpeTrainer made",
     )
+
+
+# --- hidden --------------------------------------------------------------------------------
+
+HIDDEN_SPECIALS = ["<s>", "⟨sep⟩", "</s>"]  # one of them not ASCII
+_MULTIBYTE = ["é", "ï", "ß", "ж", "λ", "中", "文", "🙂", "٣", "a", "b", " ", "  ", "\n", "'s", "7"]
+
+
+@pytest.mark.hidden
+def test_hidden_multibyte_text_and_fresh_special_tokens(expect, reference, rng):
+    """What the public checks do not show: three fresh special tokens, one not ASCII, at both
+    ends of the text, back to back and between pieces; text where most characters take two
+    to four UTF-8 bytes, so merges form inside characters; a vocab_size with room for exactly
+    one merge, one for a random count, and one beyond what a short text can give."""
+    r = rng.np
+
+    def multibyte(n: int) -> str:
+        return "".join(_MULTIBYTE[int(i)] for i in r.integers(0, len(_MULTIBYTE), n))
+
+    pieces = [multibyte(int(r.integers(1, 30))) for _ in range(40)] + _documents(rng, 2000)
+    r.shuffle(pieces)
+    between = [str(r.choice(HIDDEN_SPECIALS + ["", ""])) for _ in pieces]
+    s0, s1, s2 = HIDDEN_SPECIALS
+    text = s0 + "".join(p + s for p, s in zip(pieces, between)) + s1 + s2
+    short = s1 + multibyte(40) + s0 + s0 + multibyte(20)
+    room = len(HIDDEN_SPECIALS) + 256
+    for t, vocab_size in ((text, room + 1), (text, room + int(r.integers(30, 90))), (short, room + 1000)):
+        expected = reference.train_bpe(t, vocab_size, HIDDEN_SPECIALS)
+        _Training(expect, t, vocab_size, HIDDEN_SPECIALS).matches(expected)
