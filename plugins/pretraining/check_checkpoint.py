@@ -13,6 +13,8 @@ rewound to an earlier step, or simply wrong.
 
 The known mistakes are run by the judge with the same probe; what is compared with them is
 the list of findings (which part is wrong, and how), never raw floats from another process.
+Every run's size (vocabulary, widths, dropout, steps) comes from its spec, so the hidden check
+can train another model for another number of steps with the same findings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -282,3 +285,13 @@ def test_checkpoint_is_one_weights_only_file(expect, rng):
               "modules, optimizers or generators (those are pickled as objects)\n  In short"),
     )
 
+
+@pytest.mark.hidden
+def test_hidden_other_model_and_save_points(expect, rng):
+    """Another model (vocabulary 23, widths 12 and 20, dropout 0.5, windows of 9, batches of 3)
+    trained for 13 steps instead of 10, resumed three times at steps drawn at random from
+    1..12: save points the public checks never use, so a solution tuned to steps 0, 3, 5, 7
+    and 10 or to the public run's sizes is caught."""
+    save_at = sorted(int(s) for s in rng.np.choice(np.arange(1, 13), size=3, replace=False))
+    _check_resume(expect, rng, save_at, about=", a vocabulary of 23, dropout 0.5", vocab=23, dim=12, hidden=20,
+                  dropout=0.5, seq_len=9, batch=3, warmup_steps=13, total_steps=13)
