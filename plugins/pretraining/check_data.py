@@ -380,3 +380,26 @@ def test_document_position_ids(expect, rng):
         expect(lambda m, t=tokens: m.document_position_ids(t, eos), truth=expected_positions(tokens, eos),
                name=f"document_position_ids({shown}, eos_id={eos}) ({about})")
 
+
+@pytest.mark.hidden
+def test_hidden_high_ids_and_fresh_sizes(expect, rng):
+    """Ids and sizes the public checks do not use, drawn fresh for any seed: get_batch with
+    batch_size 1 on uint16 ids all above 32767 (a conversion through int16 wraps every one)
+    and with an odd batch on uint32 ids all above 2**31 (a conversion through int32 wraps
+    every one), both with a context length anywhere from 1 to the longest the data allows;
+    then pack_documents with a fresh context length and eos_id 65535, the largest uint16 id,
+    and document_position_ids on those rows."""
+    for dtype, low, batch_size in ((np.uint16, 2**15, 1), (np.uint32, 2**31, 2 * int(rng.np.integers(1, 20)) + 1)):
+        n = int(rng.np.integers(20, 400))
+        data = (rng.np.permutation(2**15)[:n] + low).astype(dtype)  # distinct ids in [low, low + 2**15)
+        context_length = int(rng.np.integers(1, n))
+        seed = int(rng.np.integers(0, 2**31))
+        what = f"get_batch({_describe(data)} of ids >= {low}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
+        expect(lambda m, d=data, b=batch_size, c=context_length, s=seed, w=what: _xy(m.get_batch(d, b, c, s), w, b, c),
+               truth=expected_batch(data, batch_size, context_length, seed), name=f"{what} (items: x, y)")
+    eos, context_length = 65535, int(rng.np.integers(2, 50))
+    documents = random_documents(rng, int(rng.np.integers(5, 40)), context_length, 65536, eos)
+    _check_pack(expect, documents, eos, context_length, "random documents, eos_id the largest uint16 id")
+    x = expected_rows(documents, eos, context_length)[:, :-1].contiguous()
+    expect(lambda m: m.document_position_ids(x, eos), truth=expected_positions(x, eos),
+           name=f"document_position_ids(x of shape {tuple(x.shape)}, eos_id={eos}) (x = rows[:, :-1] of the packing above)")
