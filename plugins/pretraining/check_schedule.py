@@ -317,3 +317,20 @@ def test_accumulation_one_micro_batch_at_a_time(expect, rng):
              "one micro-batch; run model(x) on one micro-batch at a time, never on the concatenated batch",
              rows, expect.mistakes(lambda m: accumulate(m, case)[3]))
 
+
+@pytest.mark.hidden
+def test_hidden_fresh_schedules_and_micro_batches(expect, rng):
+    """Schedules and batches drawn fresh for any seed, none of the public checks' round numbers:
+    lr_at over a run of 50 to 300 steps with a warm-up anywhere in it, a floor anywhere in
+    [0.01, 0.5] and a max_lr from 1e-5 to 1, compared at every step and 7 past the end;
+    make_scheduler on three param groups with their own lrs; and accumulated_step on the MLP
+    with 2 to 6 micro-batches of 1 to 7 examples each."""
+    total = int(rng.np.integers(50, 301))
+    warmup = int(rng.np.integers(1, total))
+    ratio = float(rng.np.uniform(0.01, 0.5))
+    max_lr = float(10 ** rng.np.uniform(-5, 0))
+    _check_lr_at(expect, max_lr, warmup, total, ratio, total + 8)
+    lrs = [float(10 ** e) for e in rng.np.uniform(-4, -1, 3)]
+    _check_scheduler(expect, lrs, int(rng.np.integers(0, 12)), int(rng.np.integers(12, 40)), ratio)
+    sizes = [int(n) for n in rng.np.integers(1, 8, int(rng.np.integers(2, 7)))]
+    _check_accumulation(expect, _case(rng, "mlp", sizes))
