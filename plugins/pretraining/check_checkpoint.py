@@ -13,6 +13,8 @@ rewound to an earlier step, or simply wrong.
 
 The known mistakes are run by the judge with the same probe; what is compared with them is
 the list of findings (which part is wrong, and how), never raw floats from another process.
+Every run's size (vocabulary, widths, dropout, steps) comes from its spec, so the hidden check
+can train another model for another number of steps with the same findings.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from grader import probes
-from grader.compare import assert_equal, check
+from grader.compare import check
 
 TOTAL = 10
 VOCAB = 13
@@ -33,7 +36,7 @@ HYPER = {
     # A large lr, so a step done twice or with other moments moves the weights far.
     "lr": 0.05, "betas": (0.9, 0.99), "weight_decay": 0.1,
     # The lr climbs through all 10 steps: a scheduler that starts over is visible at once.
-    "start_factor": 0.25, "warmup_steps": TOTAL,
+    "start_factor": 0.25, "warmup_steps": TOTAL, "total_steps": TOTAL,
 }
 FILE = "checkpoint.pt"  # the probe's file name in `path`
 
@@ -67,12 +70,13 @@ RESTORED = "restored"
 FRESH = "not restored: still the fresh object's"
 
 
-def _spec(rng: Any) -> dict[str, Any]:
-    return {**HYPER, "tokens": rng.randint(0, VOCAB, (300,)), "seed": int(rng.randint(0, 2**30, (1,)))}
+def _spec(rng: Any, **hyper: Any) -> dict[str, Any]:
+    spec = {**HYPER, **hyper}
+    return {**spec, "tokens": rng.randint(0, spec["vocab"], (300,)), "seed": int(rng.randint(0, 2**30, (1,)))}
 
 
 def run(namespace: Any, spec: dict[str, Any], save_at: list[int]) -> dict[str, Any]:
-    return probes.checkpoint_run(namespace, spec, TOTAL, save_at)
+    return probes.checkpoint_run(namespace, spec, spec["total_steps"], save_at)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -108,7 +112,7 @@ def _how(got: Any, part: str, save: dict[str, Any], trace: list[dict[str, Any]])
     return "wrong: as at no step of the run"
 
 
-def _losses(resumed: dict[str, Any], straight: dict[str, Any]) -> tuple[str, str]:
+def _losses(resumed: dict[str, Any], straight: dict[str, Any], total: int) -> tuple[str, str]:
     """(finding, prose) for the sequence of (step, loss) of the resumed run vs the straight one."""
     got = [(r["step"], r["loss"]) for r in resumed["trace"]]
     exp = [(r["step"], r["loss"]) for r in straight["trace"]]
@@ -120,13 +124,15 @@ def _losses(resumed: dict[str, Any], straight: dict[str, Any]) -> tuple[str, str
     steps = [s for s, _ in got]
     if steps != [s for s, _ in exp]:
         return (f"differ from update {i}: steps run {steps}",
-                f"the resumed run ran the steps {steps} instead of 0 to {TOTAL - 1}, once each")
+                f"the resumed run ran the steps {steps} instead of 0 to {total - 1}, once each")
     return (f"differ from step {i}",
             f"the losses first differ at step {i}: got {float(got[i][1]):.9g}, expected {float(exp[i][1]):.9g}")
 
 
-def findings(resumed: dict[str, Any], straight: dict[str, Any], save_at: list[int]) -> tuple[dict[str, Any], list[str]]:
-    """What came back wrong, as categories (compared with the known mistakes), and in prose."""
+def findings(resumed: dict[str, Any], straight: dict[str, Any], save_at: list[int],
+             total: int) -> tuple[dict[str, Any], list[str]]:
+    """What came back wrong in a run of `total` steps, as categories (compared with the known
+    mistakes), and in prose."""
     found: dict[str, Any] = {}
     prose: list[str] = []
     for k, s in enumerate(save_at):
@@ -140,11 +146,11 @@ def findings(resumed: dict[str, Any], straight: dict[str, Any], save_at: list[in
             prose.append(f"save_checkpoint(path, ..., step={s}) wrote no file at `path` (the directory holds "
                          f"{save['files']}): write the checkpoint to exactly that path")
             continue
-        returned = save["returned"]  # None unless an int in [0, TOTAL]: then the loop stopped
+        returned = save["returned"]  # None unless an int in [0, total]: then the loop stopped
         kind = "" if save["returned_type"] == "int" else f" (a {save['returned_type']})"
         found[f"step returned {where}"] = str(returned) if returned is not None else save["returned_repr"] + kind
         if returned != s:
-            stop = "" if returned is not None else f"; the loop stops on anything but an int in [0, {TOTAL}]"
+            stop = "" if returned is not None else f"; the loop stops on anything but an int in [0, {total}]"
             prose.append(f"load_checkpoint returned {save['returned_repr']}{kind} after save_checkpoint(..., "
                          f"step={s}): return exactly the saved step, the Python int {s} (the number of updates done, "
                          f"which is the next step to run){stop}")
@@ -171,7 +177,7 @@ def findings(resumed: dict[str, Any], straight: dict[str, Any], save_at: list[in
         if mode == "eval":
             prose.append(f"after load_checkpoint at step {s} the model is in eval mode, so dropout is off: the loop "
                          "goes on training, leave the model's mode as it is (no model.eval())")
-    loss_finding, loss_prose = _losses(resumed, straight)
+    loss_finding, loss_prose = _losses(resumed, straight, total)
     found["losses"] = loss_finding
     if loss_prose:
         prose.append(loss_prose)
@@ -195,69 +201,72 @@ def expected_findings(save_at: list[int]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _judge_straight(seed: int, tokens: tuple[int, ...]) -> dict[str, Any]:
+def _judge_straight(frozen: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     # The known mistakes run in the judge, so their straight run must be the judge's own.
-    return run(None, {**HYPER, "tokens": torch.tensor(tokens), "seed": seed}, [])
+    spec = dict(frozen)
+    return run(None, {**spec, "tokens": torch.tensor(spec["tokens"])}, [])
 
 
-def _plan(save_at: list[int]) -> str:
+def _plan(save_at: list[int], total: int) -> str:
     parts, done = [], 0
     for s in save_at:
         if s > done:
             parts.append(f"{s - done} steps")
         parts.append(f"save_checkpoint(..., step={s}), load_checkpoint into fresh objects")
         done = s
-    if TOTAL > done:
-        parts.append(f"{TOTAL - done} steps")
+    if total > done:
+        parts.append(f"{total - done} steps")
     return " + ".join(parts)
 
 
-def _check_resume(solution: Any, rng: Any, mistakes: Any, save_at: list[int]) -> None:
-    spec = _spec(rng)
-    straight = run(solution, spec, [])
-    resumed = run(solution, spec, save_at)
-    found, prose = findings(resumed, straight, save_at)
-    expected = expected_findings(save_at)
-    if found == expected:
-        return
+def _check_resume(expect: Any, rng: Any, save_at: list[int], about: str = "", **hyper: Any) -> None:
+    spec = _spec(rng, **hyper)
+    total = spec["total_steps"]
+    straight = run(expect.solution, spec, [])
+    found, prose = findings(run(expect.solution, spec, save_at), straight, save_at, total)
+    frozen = tuple(sorted({**spec, "tokens": tuple(spec["tokens"].tolist())}.items()))
     lines = "".join(f"\n  - {p}" for p in prose)
-    name = (f"{TOTAL} training steps in one go vs {_plan(save_at)} (AdamW, LinearLR, dropout, batches drawn with a "
-            f"torch.Generator): the resumed run must be bitwise identical, and is not:{lines}\n  In short")
-
-    def mistake(m: Any) -> dict[str, Any]:
-        straight_here = _judge_straight(spec["seed"], tuple(spec["tokens"].tolist()))
-        return findings(run(m, spec, save_at), straight_here, save_at)[0]
-
-    assert_equal(found, expected, name=name, mistakes=mistakes(mistake))
+    expect.compare(
+        found, expected_findings(save_at),
+        lambda m: findings(run(m, spec, save_at), _judge_straight(frozen), save_at, total)[0],
+        name=(f"{total} training steps in one go vs {_plan(save_at, total)} (AdamW, LinearLR, dropout, batches drawn "
+              f"with a torch.Generator{about}): the resumed run must be bitwise identical, and is not:{lines}\n"
+              "  In short"),
+    )
 
 
 @pytest.mark.points(3)
-def test_resume_midway_is_bitwise_identical(solution, rng, mistakes):
-    _check_resume(solution, rng, mistakes, [5])
+def test_resume_midway_is_bitwise_identical(expect, rng):
+    _check_resume(expect, rng, [5])
 
 
 @pytest.mark.points(2)
-def test_resume_twice(solution, rng, mistakes):
+def test_resume_twice(expect, rng):
     # 3 + 4 + 3: the second checkpoint is saved by objects that were themselves loaded.
-    _check_resume(solution, rng, mistakes, [3, 7])
+    _check_resume(expect, rng, [3, 7])
 
 
-def test_resume_before_the_first_step(solution, rng, mistakes):
+def test_resume_before_the_first_step(expect, rng):
     # Step 0: the optimizer has no state yet and the scheduler is at its start; the weights,
     # the generator and the global RNG still must come back.
-    _check_resume(solution, rng, mistakes, [0])
+    _check_resume(expect, rng, [0])
 
 
-def test_resume_after_the_last_step(solution, rng, mistakes):
+def test_resume_after_the_last_step(expect, rng):
     # Saved when training is over: load_checkpoint returns 10 and nothing is left to run,
     # so the final state is exactly what was loaded.
-    _check_resume(solution, rng, mistakes, [TOTAL])
+    _check_resume(expect, rng, [TOTAL])
+
+
+def _weights_only(save: dict[str, Any]) -> str:
+    error = save["weights_only_error"]
+    return "loads" if error is None else f"refused ({error.split(':', 1)[0]})"
 
 
 @pytest.mark.points(2)
-def test_checkpoint_is_one_weights_only_file(solution, rng, mistakes):
+def test_checkpoint_is_one_weights_only_file(expect, rng):
     spec = _spec(rng)
-    save = run(solution, spec, [4])["saves"][0]
+    save = run(expect.solution, spec, [4])["saves"][0]
     check(save["files"] == [FILE],
           f"save_checkpoint(path, ..., step=4) with path = <an empty directory>/{FILE}: the directory then held "
           f"{save['files']}, expected exactly one file, {FILE!r}: write the whole checkpoint to `path` and "
@@ -267,18 +276,22 @@ def test_checkpoint_is_one_weights_only_file(solution, rng, mistakes):
           f"save_checkpoint(path, ..., step=4): the file holds no tensor equal to the parameters {missing[:3]}"
           f"{' ...' if len(missing) > 3 else ''}: the checkpoint must be in the file itself (a run resumes in "
           "another process, from the file alone), e.g. model.state_dict() inside the dict you torch.save")
-    error = save["weights_only_error"]
-    status = "loads" if error is None else f"refused ({error.split(':', 1)[0]})"
-
-    def mistake(m: Any) -> str:
-        e = run(m, spec, [4])["saves"][0]["weights_only_error"]
-        return "loads" if e is None else f"refused ({e.split(':', 1)[0]})"
-
-    assert_equal(
-        status, "loads",
-        name=(f"torch.load(path, weights_only=True) on the file save_checkpoint(path, ..., step=4) wrote: {error}\n"
+    expect.compare(
+        _weights_only(save), "loads", lambda m: _weights_only(run(m, spec, [4])["saves"][0]),
+        name=(f"torch.load(path, weights_only=True) on the file save_checkpoint(path, ..., step=4) wrote: "
+              f"{save['weights_only_error']}\n"
               "  The weights-only loader accepts tensors and plain Python values (dicts, lists, tuples, numbers, "
               "str, bool, None) and never runs code from the file; save state_dict()s and get_state()s, never whole "
               "modules, optimizers or generators (those are pickled as objects)\n  In short"),
-        mistakes=mistakes(mistake),
     )
+
+
+@pytest.mark.hidden
+def test_hidden_other_model_and_save_points(expect, rng):
+    """Another model (vocabulary 23, widths 12 and 20, dropout 0.5, windows of 9, batches of 3)
+    trained for 13 steps instead of 10, resumed three times at steps drawn at random from
+    1..12: save points the public checks never use, so a solution tuned to steps 0, 3, 5, 7
+    and 10 or to the public run's sizes is caught."""
+    save_at = sorted(int(s) for s in rng.np.choice(np.arange(1, 13), size=3, replace=False))
+    _check_resume(expect, rng, save_at, about=", a vocabulary of 23, dropout 0.5", vocab=23, dim=12, hidden=20,
+                  dropout=0.5, seq_len=9, batch=3, warmup_steps=13, total_steps=13)

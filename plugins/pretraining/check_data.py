@@ -9,14 +9,13 @@ statistics judge any draw, not only the stated one.
 
 The memory map must live in the student's process: `load_tokens` and then `get_batch` on its
 result run there in one `probes.run_program` program, and only the path, a few attributes and
-the batch cross. The token files are written by the judge into a temporary directory.
+the batch cross. The token files are written by the judge into a temporary directory. The
+known mistakes run the same program in the judge, so a wrong attribute is named too.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -24,10 +23,12 @@ import pytest
 import torch
 
 from grader import probes
-from grader.compare import assert_equal, check, raises
+from grader.checks import assert_counts, assert_rate, binomial_bounds
+from grader.compare import check, fail, raises
 
 # Start-index statistics: a flagged count has probability at most TAIL for a correct solution,
-# per start and for the chi-square, so a correct solution fails with probability below 1e-7.
+# in each tail of each start's count and for the chi-square, so a correct solution fails with
+# probability below 97 * 2 * TAIL + TAIL < 2e-8.
 TAIL = 1e-10
 DRAWS_PER_START = 200
 
@@ -126,7 +127,7 @@ def window_starts(data: np.ndarray, x: torch.Tensor, y: torch.Tensor, what: str)
 
 
 @pytest.mark.points(3)
-def test_get_batch_matches_seeded_draw(solution, rng, mistakes):
+def test_get_batch_matches_seeded_draw(expect, rng):
     # The stated draw, on uint16 ids up to 65535, int32 ids above 65535 and int64 ids; one
     # window of length 1; and data only one token longer than the context (a single start).
     cases = [
@@ -139,77 +140,59 @@ def test_get_batch_matches_seeded_draw(solution, rng, mistakes):
     for data, batch_size, context_length in cases:
         seed = int(rng.np.integers(0, 2**31))
         what = f"get_batch({_describe(data)}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
-        got = solution.get_batch(data, batch_size, context_length, seed)
-        # The dtype is left to assert_equal, which names the known mistake behind a wrong one.
-        _xy(got, what, batch_size, context_length, check_dtype=False)
-        assert_equal(tuple(got), expected_batch(data, batch_size, context_length, seed),
-                     name=f"{what} vs starts = torch.randint(0, len(data) - context_length, (batch_size,), "
-                          "generator=torch.Generator().manual_seed(seed)) (items: x, y)",
-                     mistakes=mistakes(lambda m, d=data, b=batch_size, c=context_length, s=seed:
-                                       tuple(m.get_batch(d, b, c, s))))
+        # The dtype is left to the comparison, which names the known mistake behind a wrong one.
+        expect(lambda m, d=data, b=batch_size, c=context_length, s=seed, w=what:
+               _xy(m.get_batch(d, b, c, s), w, b, c, check_dtype=False),
+               truth=expected_batch(data, batch_size, context_length, seed),
+               name=f"{what} vs starts = torch.randint(0, len(data) - context_length, (batch_size,), "
+                    "generator=torch.Generator().manual_seed(seed)) (items: x, y)")
 
 
 @pytest.mark.points(2)
-def test_get_batch_windows_and_shift(solution, rng):
+def test_get_batch_windows_and_shift(expect, rng):
     # Whatever the draw: every row of x is a window of data, y is the same window one token later.
     for data, batch_size, context_length in ((permutation_data(rng, 2000), 64, 32),
                                              (permutation_data(rng, 400, np.int32), 16, 9)):
         seed = int(rng.np.integers(0, 2**31))
         what = f"get_batch({_describe(data)}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
-        x, y = _xy(solution.get_batch(data, batch_size, context_length, seed), what, batch_size, context_length)
+        x, y = _xy(expect.solution.get_batch(data, batch_size, context_length, seed), what, batch_size, context_length)
         window_starts(data, x, y, what)
 
 
-def binomial_bounds(n: int, p: float, tail: float) -> tuple[int, int]:
-    """(lo, hi) with P(X < lo) <= tail and P(X > hi) <= tail for X ~ Binomial(n, p), exactly."""
-    k = torch.arange(n + 1, dtype=torch.float64)
-    log_pmf = (torch.lgamma(torch.tensor(n + 1.0, dtype=torch.float64)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
-               + k * math.log(p) + (n - k) * math.log1p(-p))
-    pmf = log_pmf.exp()
-    below = torch.cumsum(pmf, 0) - pmf  # P(X < k)
-    above = torch.flip(torch.cumsum(torch.flip(pmf, [0]), 0), [0]) - pmf  # P(X > k)
-    lo = int((below <= tail).nonzero().max())
-    hi = int((above <= tail).nonzero().min())
-    return lo, hi
-
-
-def chi_square_threshold(df: int, tail: float) -> float:
-    """Wilson-Hilferty's chi-square quantile: slightly above the exact one at these tails."""
-    z = NormalDist().inv_cdf(1 - tail)
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
-
-
 @pytest.mark.points(2)
-def test_get_batch_start_statistics(solution, rng):
+def test_get_batch_start_statistics(expect, rng):
     # 97 valid starts, 200 draws of each expected: each start's count, the first's and the last's
     # included, must lie within exact binomial bounds, and the counts must pass a chi-square test.
+    # The counts are compared with the known mistakes' for the same draw, so a mistake is named.
     data = permutation_data(rng, 100)
     context_length = 3
     n_starts = len(data) - context_length
     batch_size = DRAWS_PER_START * n_starts
     seed = int(rng.np.integers(0, 2**31))
     what = f"get_batch({_describe(data)}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
-    x, y = _xy(solution.get_batch(data, batch_size, context_length, seed), what, batch_size, context_length)
-    counts = np.bincount(window_starts(data, x, y, what), minlength=n_starts)
-    expected = batch_size / n_starts
-    lo, hi = binomial_bounds(batch_size, 1 / n_starts, TAIL)
+
+    def start_counts(m: Any) -> list[int]:
+        x, y = _xy(m.get_batch(data, batch_size, context_length, seed), what, batch_size, context_length)
+        return np.bincount(window_starts(data, x, y, what), minlength=n_starts).tolist()
+
+    counts = start_counts(expect.solution)
     where = (f"{what}: the valid starts are 0 .. len(data) - context_length - 1 = {n_starts - 1}, each drawn about "
-             f"{expected:g} times in {batch_size} draws")
+             f"{batch_size / n_starts:g} times in {batch_size} draws")
     for s, name in ((n_starts - 1, "the LAST valid start"), (0, "the first valid start")):
-        check(counts[s] >= lo,
-              f"{where}; {name}, {s}, was drawn {counts[s]} times (at least {lo} expected). "
-              "torch.randint(low, high) never returns high: the starts come from "
-              "torch.randint(0, len(data) - context_length, ...)")
-    outside = np.flatnonzero((counts < lo) | (counts > hi))
-    check(len(outside) == 0,
-          f"{where}; {len(outside)} starts were drawn outside [{lo}, {hi}] times, e.g. start "
-          f"{int(outside[0]) if len(outside) else 0} drawn {int(counts[outside[0]]) if len(outside) else 0} times: "
-          "the starts are not uniform over every valid start")
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
-    limit = chi_square_threshold(n_starts - 1, TAIL)
-    check(chi2 <= limit,
-          f"{where}; the counts' chi-square statistic is {chi2:.1f} with {n_starts - 1} degrees of freedom, above "
-          f"{limit:.1f} (p < {TAIL:g}): the starts are not uniform over every valid start")
+        assert_rate(counts[s], batch_size, 1 / n_starts, false_failure=2 * TAIL, actual=counts[s],
+                    mistakes=expect.mistakes(lambda m, s=s: start_counts(m)[s]),
+                    name=f"{where}; {name}, {s}, was drawn (torch.randint(low, high) never returns high: the "
+                         "starts come from torch.randint(0, len(data) - context_length, ...))")
+    lo, hi = binomial_bounds(batch_size, 1 / n_starts, 2 * TAIL)
+    outside = [s for s, c in enumerate(counts) if not lo <= c <= hi]
+    if outside:
+        fail(f"{where}; {len(outside)} starts were drawn outside [{lo}, {hi}] times (a correct solution draws a "
+             f"given start outside with probability below {2 * TAIL:g}), e.g. start {outside[0]} drawn "
+             f"{counts[outside[0]]} times: the starts are not uniform over every valid start",
+             counts, expect.mistakes(start_counts))
+    assert_counts(counts, [1 / n_starts] * n_starts, labels=[f"start {s}" for s in range(n_starts)],
+                  false_failure=TAIL, actual=counts, mistakes=expect.mistakes(start_counts),
+                  name=f"{where}; the starts are not uniform over every valid start")
 
 
 def memmap_program(path: str, dtype: str | None, batch_size: int, context_length: int, seed: int) -> list[list[Any]]:
@@ -233,8 +216,43 @@ def memmap_program(path: str, dtype: str | None, batch_size: int, context_length
     return program
 
 
+def _check_memmap(expect: Any, path: str, dtype: str | None, data: np.ndarray, batch_size: int, context_length: int,
+                  seed: int) -> None:
+    """load_tokens on the file at `path`, then get_batch on its result, in the solution's process."""
+    call = "load_tokens(path)" if dtype is None else f"load_tokens(path, dtype={dtype!r})"
+    what = f"{call} on a file written by np.array(ids, dtype=np.{data.dtype}).tofile(path) ({len(data)} tokens)"
+    program = memmap_program(path, dtype, batch_size, context_length, seed)
+
+    def loaded(m: Any) -> list[Any]:
+        return probes.run_program(m, program, [2, 4, 6, 7, 0, 8])
+
+    results = loaded(expect.solution)
+    kind, writeable, dtype_str, shape, contents, got = results
+
+    def verdict(ok: bool, i: int, message: str) -> None:
+        # Item i of the program's results, compared with the known mistakes' when wrong.
+        if not ok:
+            fail(message, results[i], expect.mistakes(lambda m: loaded(m)[i]))
+
+    verdict(kind == "memmap", 0,
+            f"{what}: returned a {kind}, expected a numpy.memmap: np.memmap(path, dtype=dtype, mode='r') maps the "
+            "file instead of reading all of it into memory (np.fromfile and np.load read the whole file)")
+    verdict(dtype_str == data.dtype.str, 2,
+            f"{what}: the memmap's dtype is {np.dtype(dtype_str)}, expected {data.dtype}: pass `dtype` to np.memmap")
+    verdict(tuple(shape) == data.shape, 3, f"{what}: the memmap's shape is {tuple(shape)}, expected {data.shape}")
+    verdict(not writeable, 1,
+            f"{what}: the memmap is writable: np.memmap's default mode is 'r+', which opens the token file for "
+            "writing; open it read-only with mode='r'")
+    # A copy: in direct mode `contents` is the read-only memmap itself.
+    expect.compare(np.array(contents), data, lambda m: np.array(loaded(m)[4]),
+                   name=f"{what}: the memmap's contents vs the ids written")
+    call = f"get_batch({call}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
+    expect.compare(_xy(got, call, batch_size, context_length), expected_batch(data, batch_size, context_length, seed),
+                   lambda m: tuple(m.get_batch(data, batch_size, context_length, seed)), name=f"{call} (items: x, y)")
+
+
 @pytest.mark.points(2)
-def test_load_tokens_memmap_and_get_batch(solution, rng, mistakes, shared_dir):
+def test_load_tokens_memmap_and_get_batch(expect, rng, shared_dir):
     # Files as a data pipeline writes them: np.array(ids, dtype=...).tofile(path). The default
     # dtype (uint16) and an explicit "int32" for ids above 65535. The solution reads them
     # from shared_dir, the one directory of the judge's that its sandbox shows it.
@@ -244,40 +262,18 @@ def test_load_tokens_memmap_and_get_batch(solution, rng, mistakes, shared_dir):
     ):
         path = str(shared_dir / f"train_{data.dtype}.bin")
         data.tofile(path)
-        seed = int(rng.np.integers(0, 2**31))
-        call = "load_tokens(path)" if dtype is None else f"load_tokens(path, dtype={dtype!r})"
-        what = f"{call} on a file written by np.array(ids, dtype=np.{data.dtype}).tofile(path) ({len(data)} tokens)"
-        program = memmap_program(path, dtype, batch_size, context_length, seed)
-        kind, writeable, dtype_str, shape, contents, got = probes.run_program(solution, program, [2, 4, 6, 7, 0, 8])
-        check(kind == "memmap",
-              f"{what}: returned a {kind}, expected a numpy.memmap: np.memmap(path, dtype=dtype, mode='r') maps the "
-              "file instead of reading all of it into memory (np.fromfile and np.load read the whole file)")
-        check(dtype_str == data.dtype.str,
-              f"{what}: the memmap's dtype is {np.dtype(dtype_str)}, expected {data.dtype}: pass `dtype` to np.memmap")
-        check(tuple(shape) == data.shape, f"{what}: the memmap's shape is {tuple(shape)}, expected {data.shape}")
-        check(not writeable,
-              f"{what}: the memmap is writable: np.memmap's default mode is 'r+', which opens the token file for "
-              "writing; open it read-only with mode='r'")
-        # A copy: in direct mode `contents` is the read-only memmap itself.
-        assert_equal(np.array(contents), data, name=f"{what}: the memmap's contents vs the ids written")
-        call = f"get_batch({call}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
-        _xy(got, call, batch_size, context_length)
-        assert_equal(tuple(got), expected_batch(data, batch_size, context_length, seed), name=f"{call} (items: x, y)",
-                     mistakes=mistakes(lambda m, d=data, b=batch_size, c=context_length, s=seed:
-                                       tuple(m.get_batch(d, b, c, s))))
+        _check_memmap(expect, path, dtype, data, batch_size, context_length, int(rng.np.integers(0, 2**31)))
 
 
-def test_get_batch_edge_cases(solution, rng, mistakes):
+def test_get_batch_edge_cases(expect, rng):
     # One token more than the context: the only start is 0, every row is the whole data.
     data = permutation_data(rng, 17)
-    got = solution.get_batch(data, 4, 16, 7)
     what = f"get_batch({_describe(data)}, batch_size=4, context_length=16, seed=7): the only valid start is 0"
-    _xy(got, what, 4, 16)
-    assert_equal(tuple(got), expected_batch(data, 4, 16, 7), name=f"{what} (items: x, y)",
-                 mistakes=mistakes(lambda m: tuple(m.get_batch(data, 4, 16, 7))))
+    expect(lambda m: _xy(m.get_batch(data, 4, 16, 7), what, 4, 16), truth=expected_batch(data, 4, 16, 7),
+           name=f"{what} (items: x, y)")
     for n, context_length in ((16, 16), (5, 16), (1, 1)):
         short = permutation_data(rng, n)
-        check(raises(lambda d=short, c=context_length: solution.get_batch(d, 2, c, 0)),
+        check(raises(lambda d=short, c=context_length: expect.solution.get_batch(d, 2, c, 0)),
               f"get_batch({_describe(short)}, batch_size=2, context_length={context_length}, seed=0) should raise "
               f"ValueError: a window needs context_length + 1 = {context_length + 1} tokens")
     # The draw uses its own generator: torch's global random state is neither reseeded nor advanced.
@@ -289,11 +285,17 @@ def test_get_batch_edge_cases(solution, rng, mistakes):
     program.append(["call", "get_batch", [["val", data], ["val", 8], ["val", 10], ["val", 1234]]])
     program.append(["method", torch_reg, "get_rng_state", []])
     after = len(program) - 1
-    state_before, state_after = probes.run_program(solution, program, [before, after])
-    check(torch.equal(state_before, state_after),
-          f"get_batch({_describe(data)}, batch_size=8, context_length=10, seed=1234) changed torch's global random "
-          "state (torch.manual_seed, or torch.randint without generator=): draw from your own "
-          "torch.Generator().manual_seed(seed) and leave the global generator to the training loop")
+
+    def rng_states(m: Any) -> list[torch.Tensor]:
+        with torch.random.fork_rng(devices=[]):  # a known mistake run in the judge must not reseed the judge
+            return probes.run_program(m, program, [before, after])
+
+    state_before, state_after = rng_states(expect.solution)
+    if not torch.equal(state_before, state_after):
+        fail(f"get_batch({_describe(data)}, batch_size=8, context_length=10, seed=1234) changed torch's global random "
+             "state (torch.manual_seed, or torch.randint without generator=): draw from your own "
+             "torch.Generator().manual_seed(seed) and leave the global generator to the training loop",
+             state_after, expect.mistakes(lambda m: rng_states(m)[1]))
 
 
 # --- packing ---------------------------------------------------------------------------
@@ -318,8 +320,7 @@ def random_documents(rng: Any, n: int, context_length: int, vocab: int, eos_id: 
     return docs
 
 
-def _check_pack(solution: Any, mistakes: Any, documents: list[list[int]], eos_id: int, context_length: int,
-                about: str) -> None:
+def _check_pack(expect: Any, documents: list[list[int]], eos_id: int, context_length: int, about: str) -> None:
     expected = expected_rows(documents, eos_id, context_length)
     stream = sum(len(d) + 1 for d in documents if d)
     shown = repr(documents) if len(repr(documents)) <= 160 else f"{len(documents)} documents"
@@ -327,21 +328,18 @@ def _check_pack(solution: Any, mistakes: Any, documents: list[list[int]], eos_id
     what = (f"pack_documents({shown}, eos_id={eos_id}, context_length={context_length}) ({about}); the stream has "
             f"{stream} tokens: {n_rows} whole row{'' if n_rows == 1 else 's'} of {context_length + 1}, "
             + (f"the last {dropped} dropped" if dropped else "nothing dropped"))
-    got = solution.pack_documents(documents, eos_id, context_length)
-    assert_equal(got, expected, name=what,
-                 mistakes=mistakes(lambda m: m.pack_documents(documents, eos_id, context_length)))
+    expect(lambda m: m.pack_documents(documents, eos_id, context_length), truth=expected, name=what)
 
 
 @pytest.mark.points(3)
-def test_pack_documents_matches_stream(solution, rng, mistakes):
+def test_pack_documents_matches_stream(expect, rng):
     for n, context_length, vocab, eos_id in ((40, 16, 50257, 50256), (25, 7, 1000, 0), (60, 32, 300, 17)):
         documents = random_documents(rng, n, context_length, vocab, eos_id)
-        _check_pack(solution, mistakes, documents, eos_id, context_length,
-                    "empty ones, short ones and ones longer than a row")
+        _check_pack(expect, documents, eos_id, context_length, "empty ones, short ones and ones longer than a row")
 
 
 @pytest.mark.points(2)
-def test_pack_documents_edge_cases(solution, mistakes):
+def test_pack_documents_edge_cases(expect):
     eos = 2
     for documents, context_length, about in (
         ([[5, 6, 7], [8, 9]], 3, "3 + 1 + 2 + 1 = 7 tokens: one row, 3 dropped"),
@@ -354,7 +352,7 @@ def test_pack_documents_edge_cases(solution, mistakes):
         ([[], []], 4, "only empty documents: no rows"),
         ([], 4, "no documents: no rows"),
     ):
-        _check_pack(solution, mistakes, documents, eos, context_length, about)
+        _check_pack(expect, documents, eos, context_length, about)
 
 
 def expected_positions(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -366,7 +364,7 @@ def expected_positions(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 
 @pytest.mark.points(2)
-def test_document_position_ids(solution, rng, mistakes):
+def test_document_position_ids(expect, rng):
     eos = 0
     cases = [
         (torch.tensor([[5, 6, 0, 7, 0, 0, 8]]), "the docstring's example"),
@@ -379,7 +377,29 @@ def test_document_position_ids(solution, rng, mistakes):
                                              "context_length=12): rows may start in mid-document"))
     for tokens, about in cases:
         shown = tokens.tolist() if tokens.numel() <= 24 else f"a {tuple(tokens.shape)} tensor"
-        got = solution.document_position_ids(tokens, eos)
-        assert_equal(got, expected_positions(tokens, eos),
-                     name=f"document_position_ids({shown}, eos_id={eos}) ({about})",
-                     mistakes=mistakes(lambda m, t=tokens: m.document_position_ids(t, eos)))
+        expect(lambda m, t=tokens: m.document_position_ids(t, eos), truth=expected_positions(tokens, eos),
+               name=f"document_position_ids({shown}, eos_id={eos}) ({about})")
+
+
+@pytest.mark.hidden
+def test_hidden_high_ids_and_fresh_sizes(expect, rng):
+    """Ids and sizes the public checks do not use, drawn fresh for any seed: get_batch with
+    batch_size 1 on uint16 ids all above 32767 (a conversion through int16 wraps every one)
+    and with an odd batch on uint32 ids all above 2**31 (a conversion through int32 wraps
+    every one), both with a context length anywhere from 1 to the longest the data allows;
+    then pack_documents with a fresh context length and eos_id 65535, the largest uint16 id,
+    and document_position_ids on those rows."""
+    for dtype, low, batch_size in ((np.uint16, 2**15, 1), (np.uint32, 2**31, 2 * int(rng.np.integers(1, 20)) + 1)):
+        n = int(rng.np.integers(20, 400))
+        data = (rng.np.permutation(2**15)[:n] + low).astype(dtype)  # distinct ids in [low, low + 2**15)
+        context_length = int(rng.np.integers(1, n))
+        seed = int(rng.np.integers(0, 2**31))
+        what = f"get_batch({_describe(data)} of ids >= {low}, batch_size={batch_size}, context_length={context_length}, seed={seed})"
+        expect(lambda m, d=data, b=batch_size, c=context_length, s=seed, w=what: _xy(m.get_batch(d, b, c, s), w, b, c),
+               truth=expected_batch(data, batch_size, context_length, seed), name=f"{what} (items: x, y)")
+    eos, context_length = 65535, int(rng.np.integers(2, 50))
+    documents = random_documents(rng, int(rng.np.integers(5, 40)), context_length, 65536, eos)
+    _check_pack(expect, documents, eos, context_length, "random documents, eos_id the largest uint16 id")
+    x = expected_rows(documents, eos, context_length)[:, :-1].contiguous()
+    expect(lambda m: m.document_position_ids(x, eos), truth=expected_positions(x, eos),
+           name=f"document_position_ids(x of shape {tuple(x.shape)}, eos_id={eos}) (x = rows[:, :-1] of the packing above)")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from grader import probes
-from grader.compare import assert_close, check
+from grader.compare import check, fail
 
 # Python floats on both sides, same formula: only the order of a few roundings can differ.
 LR_TOL = {"atol": 1e-15, "rtol": 1e-9}
@@ -96,23 +96,25 @@ def _describe(max_lr: float, warmup: int, total: int, ratio: float, n: int) -> s
             f"min_lr_ratio={ratio:g}) for step = 0..{n - 1} (index = step)")
 
 
-def _check_lr_at(solution: Any, mistakes: Any, max_lr: float, warmup: int, total: int, ratio: float,
-                 n: int) -> None:
-    expected = hf_lrs([max_lr], warmup, total, ratio, n)[:, 0]
-    assert_close(lr_at_trace(solution, max_lr, warmup, total, ratio, n), expected, **LR_TOL,
-                 name=_describe(max_lr, warmup, total, ratio, n),
-                 mistakes=mistakes(lambda m: lr_at_trace(m, max_lr, warmup, total, ratio, n)))
+def _check_lr_at(expect: Any, max_lr: float, warmup: int, total: int, ratio: float, n: int) -> None:
+    expect(lambda m: lr_at_trace(m, max_lr, warmup, total, ratio, n), truth=hf_lrs([max_lr], warmup, total, ratio, n)[:, 0],
+           **LR_TOL, name=_describe(max_lr, warmup, total, ratio, n))
+
+
+def _float(got: Any, what: str) -> float:
+    check(isinstance(got, float), f"{what}: returned a {type(got).__name__}, expected a Python float")
+    return got
 
 
 @pytest.mark.points(3)
-def test_lr_at_matches_transformers(solution, mistakes):
+def test_lr_at_matches_transformers(expect):
     # Every step of 200-step schedules, with and without a floor, short and long warm-ups.
     for max_lr, warmup, total, ratio in ((1e-3, 20, 200, 0.0), (3e-4, 37, 200, 0.1), (0.02, 150, 200, 0.05),
                                          (1.0, 1, 200, 0.0)):
-        _check_lr_at(solution, mistakes, max_lr, warmup, total, ratio, total + 1)
+        _check_lr_at(expect, max_lr, warmup, total, ratio, total + 1)
 
 
-def test_lr_at_landmarks(solution):
+def test_lr_at_landmarks(expect):
     max_lr = 3e-4
     for step, warmup, total, ratio, expected, what in (
         (0, 10, 50, 0.1, 0.0, "step 0 of the warm-up is 0"),
@@ -122,26 +124,24 @@ def test_lr_at_landmarks(solution):
         (50, 10, 50, 0.1, 0.1 * max_lr, "step == total_steps is the floor, min_lr_ratio * max_lr"),
         (0, 0, 50, 0.0, max_lr, "with warmup_steps=0, step 0 is already max_lr"),
     ):
-        got = solution.lr_at(step, max_lr, warmup, total, min_lr_ratio=ratio)
-        check(isinstance(got, float), f"lr_at returned a {type(got).__name__}, expected a Python float")
-        assert_close(got, expected, **LR_TOL,
-                     name=f"lr_at({step}, max_lr={max_lr:g}, warmup_steps={warmup}, total_steps={total}, "
-                          f"min_lr_ratio={ratio:g}): {what}")
+        call = f"lr_at({step}, max_lr={max_lr:g}, warmup_steps={warmup}, total_steps={total}, min_lr_ratio={ratio:g})"
+        expect(lambda m, s=step, w=warmup, t=total, r=ratio, c=call: _float(m.lr_at(s, max_lr, w, t, min_lr_ratio=r), c),
+               truth=expected, **LR_TOL, name=f"{call}: {what}")
 
 
 @pytest.mark.points(2)
-def test_lr_at_edge_schedules(solution, mistakes):
+def test_lr_at_edge_schedules(expect):
     # No warm-up; warm-up as long as the whole run (the decay's denominator is max(1, 0) = 1);
     # a one-step run. A few steps past the end too: the formula simply goes on.
     for max_lr, warmup, total, ratio in ((6e-4, 0, 200, 0.0), (1.0, 0, 13, 0.2), (1e-3, 200, 200, 0.0),
                                          (0.5, 7, 7, 0.3), (1.0, 0, 1, 0.0), (2.0, 1, 1, 0.5)):
-        _check_lr_at(solution, mistakes, max_lr, warmup, total, ratio, total + 4)
+        _check_lr_at(expect, max_lr, warmup, total, ratio, total + 4)
 
 
-def test_lr_at_past_total_steps(solution, mistakes):
+def test_lr_at_past_total_steps(expect):
     # Past total_steps transformers does not clamp: the cosine comes back up to max_lr.
     for max_lr, warmup, total, ratio in ((1e-3, 20, 100, 0.1), (0.5, 0, 60, 0.0)):
-        _check_lr_at(solution, mistakes, max_lr, warmup, total, ratio, 2 * total + 10)
+        _check_lr_at(expect, max_lr, warmup, total, ratio, 2 * total + 10)
 
 
 def scheduler_program(lrs: list[float], warmup: int, total: int, ratio: float, n: int) -> tuple[_Program, list[int]]:
@@ -172,25 +172,25 @@ def scheduler_trace(namespace: Any, lrs: list[float], warmup: int, total: int, r
     return _number_list(values, "param_groups[g]['lr']").reshape(n, len(lrs))
 
 
-def _check_scheduler(solution: Any, mistakes: Any, lrs: list[float], warmup: int, total: int, ratio: float) -> None:
+def _check_scheduler(expect: Any, lrs: list[float], warmup: int, total: int, ratio: float) -> None:
     # First construct it alone: a wrong return type is reported as such, not as a failed step().
     p, outputs = scheduler_program(lrs, warmup, total, ratio, 0)
-    is_lambda_lr, type_name = probes.run_program(solution, p.ins, outputs)
+    is_lambda_lr, type_name = probes.run_program(expect.solution, p.ins, outputs)
     check(is_lambda_lr is True, f"make_scheduler returned a {type_name}, expected a torch.optim.lr_scheduler.LambdaLR")
     n = total + 3
     what = (f"make_scheduler(SGD with param-group lrs {lrs}, warmup_steps={warmup}, total_steps={total}, "
             f"min_lr_ratio={ratio:g}): param_groups[g]['lr'] before each of {n} steps "
             "(item [s, g] is group g at step s)")
-    assert_close(scheduler_trace(solution, lrs, warmup, total, ratio, n), hf_lrs(lrs, warmup, total, ratio, n),
-                 **LR_TOL, name=what, mistakes=mistakes(lambda m: scheduler_trace(m, lrs, warmup, total, ratio, n)))
+    expect(lambda m: scheduler_trace(m, lrs, warmup, total, ratio, n), truth=hf_lrs(lrs, warmup, total, ratio, n),
+           **LR_TOL, name=what)
 
 
 @pytest.mark.points(3)
-def test_make_scheduler_matches_transformers(solution, mistakes):
+def test_make_scheduler_matches_transformers(expect):
     # Two param groups with different lrs: each follows the schedule scaled by its own initial lr.
-    _check_scheduler(solution, mistakes, [1e-3, 2.5e-4], 20, 200, 0.1)
-    _check_scheduler(solution, mistakes, [0.5], 0, 30, 0.0)
-    _check_scheduler(solution, mistakes, [0.1, 0.3], 5, 5, 0.2)
+    _check_scheduler(expect, [1e-3, 2.5e-4], 20, 200, 0.1)
+    _check_scheduler(expect, [0.5], 0, 30, 0.0)
+    _check_scheduler(expect, [0.1, 0.3], 5, 5, 0.2)
 
 
 # --- gradient accumulation ----------------------------------------------------------------
@@ -273,47 +273,64 @@ def one_big_batch(case: dict[str, Any]) -> list[Any]:
     return [loss.item(), [params[n].detach().clone() for n in names], [params[n].grad.clone() for n in names]]
 
 
-def _check_accumulation(solution: Any, mistakes: Any, case: dict[str, Any]) -> None:
+def _check_accumulation(expect: Any, case: dict[str, Any]) -> None:
     sizes = [len(x) for x, _ in case["batches"]]
     model = "nn.Linear" if case["kind"] == "linear" else "a Linear-Tanh-Linear MLP"
     what = (f"accumulated_step with {model}, SGD(lr={LR}), F.{case['loss']} and micro-batches of sizes {sizes}"
             f" (.grad held stale gradients before the call)")
     names = list(case["state"])
-    got_loss, got_params, got_grads, _ = accumulate(solution, case)
+    got = accumulate(expect.solution, case)  # one call; each comparison reruns it on the known mistakes
     loss, params, grads = one_big_batch(case)
-    assert_close(got_params, params, **ACC_TOL,
-                 name=f"{what}: the parameters after the step (items: {names}), vs one step on the whole batch",
-                 mistakes=mistakes(lambda m: accumulate(m, case)[1]))
-    assert_close(got_grads, grads, **ACC_TOL,
-                 name=f"{what}: each parameter's .grad after the call (items: {names}), vs the whole batch's")
-    check(isinstance(got_loss, float), f"{what}: returned a {type(got_loss).__name__}, expected a Python float")
-    assert_close(got_loss, loss, **ACC_TOL, name=f"{what}: the returned loss, vs the whole batch's mean loss",
-                 mistakes=mistakes(lambda m: accumulate(m, case)[0]))
+    expect.compare(got[1], params, lambda m: accumulate(m, case)[1], **ACC_TOL,
+                   name=f"{what}: the parameters after the step (items: {names}), vs one step on the whole batch")
+    expect.compare(got[2], grads, lambda m: accumulate(m, case)[2], **ACC_TOL,
+                   name=f"{what}: each parameter's .grad after the call (items: {names}), vs the whole batch's")
+    expect.compare(_float(got[0], what), loss, lambda m: accumulate(m, case)[0], **ACC_TOL,
+                   name=f"{what}: the returned loss, vs the whole batch's mean loss")
 
 
 @pytest.mark.points(3)
-def test_accumulation_matches_one_big_batch(solution, rng, mistakes):
+def test_accumulation_matches_one_big_batch(expect, rng):
     # Unequal sizes, one of them a single example: only weights n_i / N give the batch mean.
-    _check_accumulation(solution, mistakes, _case(rng, "linear", [5, 2, 7, 1]))
+    _check_accumulation(expect, _case(rng, "linear", [5, 2, 7, 1]))
 
 
 @pytest.mark.points(2)
-def test_accumulation_mlp_mse(solution, rng, mistakes):
-    _check_accumulation(solution, mistakes, _case(rng, "mlp", [3, 8, 4]))
+def test_accumulation_mlp_mse(expect, rng):
+    _check_accumulation(expect, _case(rng, "mlp", [3, 8, 4]))
 
 
-def test_accumulation_single_micro_batch(solution, rng, mistakes):
+def test_accumulation_single_micro_batch(expect, rng):
     # One micro-batch is an ordinary training step: zero the stale gradients, backward, step.
-    _check_accumulation(solution, mistakes, _case(rng, "linear", [9]))
+    _check_accumulation(expect, _case(rng, "linear", [9]))
 
 
-def test_accumulation_one_micro_batch_at_a_time(solution, rng):
+def test_accumulation_one_micro_batch_at_a_time(expect, rng):
     # Concatenating the micro-batches gives the right numbers but keeps the whole batch's
     # activations alive at once, which is what accumulation exists to avoid.
     case = _case(rng, "linear", [4, 6, 3])
     sizes = [len(x) for x, _ in case["batches"]]
-    rows = accumulate(solution, case)[3]
+    rows = accumulate(expect.solution, case)[3]
     check(rows is not None, "accumulated_step never called the model as model(x) (its forward hooks never ran)")
-    check(rows in sizes,
-          f"accumulated_step with micro-batches of sizes {sizes}: the model's last call got {rows} examples, not "
-          "one micro-batch; run model(x) on one micro-batch at a time, never on the concatenated batch")
+    if rows not in sizes:
+        fail(f"accumulated_step with micro-batches of sizes {sizes}: the model's last call got {rows} examples, not "
+             "one micro-batch; run model(x) on one micro-batch at a time, never on the concatenated batch",
+             rows, expect.mistakes(lambda m: accumulate(m, case)[3]))
+
+
+@pytest.mark.hidden
+def test_hidden_fresh_schedules_and_micro_batches(expect, rng):
+    """Schedules and batches drawn fresh for any seed, none of the public checks' round numbers:
+    lr_at over a run of 50 to 300 steps with a warm-up anywhere in it, a floor anywhere in
+    [0.01, 0.5] and a max_lr from 1e-5 to 1, compared at every step and 7 past the end;
+    make_scheduler on three param groups with their own lrs; and accumulated_step on the MLP
+    with 2 to 6 micro-batches of 1 to 7 examples each."""
+    total = int(rng.np.integers(50, 301))
+    warmup = int(rng.np.integers(1, total))
+    ratio = float(rng.np.uniform(0.01, 0.5))
+    max_lr = float(10 ** rng.np.uniform(-5, 0))
+    _check_lr_at(expect, max_lr, warmup, total, ratio, total + 8)
+    lrs = [float(10 ** e) for e in rng.np.uniform(-4, -1, 3)]
+    _check_scheduler(expect, lrs, int(rng.np.integers(0, 12)), int(rng.np.integers(12, 40)), ratio)
+    sizes = [int(n) for n in rng.np.integers(1, 8, int(rng.np.integers(2, 7)))]
+    _check_accumulation(expect, _case(rng, "mlp", sizes))
