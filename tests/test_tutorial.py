@@ -1,9 +1,12 @@
 """docs/plugins.md's "Your first track in ten minutes", followed literally: every file it
 shows is written where it says, every command it shows is run in order, and every line of
-output it shows must appear in what that command printed."""
+output it shows must appear in what that command printed. It is also the test of `grade
+new-track` and `grade new-exercise` against an installed copy: scaffold, `pip install -e`,
+`grade check` (reference passing, stub failing, what is missing), grade."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -68,3 +71,16 @@ def test_following_the_tutorial_literally(tmp_path: Path):
         assert done.returncode == (4 if "problem:" in body else 0), f"$ {what}\n{printed}"
         for line in body.splitlines():
             assert line.strip() in printed, f"$ {what}: the tutorial shows {line.strip()!r}, but it printed:\n{printed}"
+
+    # Past the tutorial: what new-exercise wrote, that it never writes over, and the grade in numbers.
+    def grade(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([python, "-c", "from grader.cli import main; main()", *args], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    track = work / "grade-track-mytrack" / "grade_track_mytrack" / "track"
+    assert 'exercises = ["scale", "swish"]' in (track / "track.toml").read_text()
+    again = grade("new-exercise", "mytrack.swish")
+    assert again.returncode == 2 and "already" in again.stderr, again.stderr
+    graded = grade("--solutions", "solutions", "mytrack.swish", "--report", "json:-", "-q")
+    exercise = json.loads(graded.stdout)["tracks"][0]["exercises"][0]
+    assert (exercise["id"], exercise["score"], exercise["max_score"]) == ("mytrack.swish", 5, 5), graded.stderr
