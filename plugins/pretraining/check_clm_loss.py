@@ -233,3 +233,28 @@ def test_loss_is_differentiable(expect, rng):
                      name="causal_lm_loss(logits (2, 6, 13), labels) under autograd (input 0 is the logits) vs "
                           "F.cross_entropy(logits[:, :-1], labels[:, 1:])")
 
+
+@pytest.mark.hidden
+def test_hidden_other_dtypes_and_shapes(expect, rng):
+    """Dtypes, shapes and inputs the public checks do not show: float64 logits (the loss is
+    still computed and returned in float32), float16 logits near 1000, a batch of one row, odd
+    sizes, a row with no target among several; and shift_labels on ids that already hold
+    ignore_index entries, with a pad id that is not 0."""
+    logits = rng.randn(1, 23, 101, dtype=torch.float64, scale=4.0)
+    labels = rng.randint(0, 101, (1, 23))
+    labels[0, :6] = -100
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(float64 logits (1, 23, 101)) vs ForCausalLMLoss (a float32 loss)")
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels), truth=hf_per_sequence(logits, labels), **TOL,
+           name="causal_lm_loss_per_sequence(float64 logits (1, 23, 101)) (float32 expected)")
+    half = (rng.randn(5, 9, 67, scale=6.0) + 1000.0).to(torch.float16)
+    labels = masked_labels(rng.randint(0, 67, (5, 9)), prompt_lens=(3, 0, 0, 9, 1), pad_lens=(0, 2, 0, 0, 4))
+    expect(lambda s: s.causal_lm_loss(half, labels), truth=hf_loss(half, labels), **TOL,
+           name="causal_lm_loss(float16 logits (5, 9, 67) near 1000) vs ForCausalLMLoss (a float32 loss)")
+    expect(lambda s: s.causal_lm_loss_per_sequence(half, labels), truth=hf_per_sequence(half, labels), **TOL,
+           name="causal_lm_loss_per_sequence(float16 logits (5, 9, 67); row 3 has no target) (float32, NaN for row 3)")
+    ids = rng.randint(0, 40, (2, 17))
+    ids[0, 3:5] = -100
+    ids[1, -5:] = 7
+    expect(lambda s: s.shift_labels(ids, pad_token_id=7), truth=expected_shift(ids, 7, -100),
+           name="shift_labels(input_ids (2, 17) holding -100 at [0, 3:5] and right padding 7, pad_token_id=7)")
