@@ -38,26 +38,30 @@ LOSS_TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 @functools.cache
-def hf_tokenizer() -> Any:
-    """A word-level fast tokenizer: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, words 5 .. VOCAB-1."""
+def hf_tokenizer(vocab_size: int = VOCAB, mask_id: int = MASK) -> Any:
+    """A word-level fast tokenizer: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] `mask_id`, and a
+    word on every other id below `vocab_size` (by default [MASK] 4, words 5 .. VOCAB-1)."""
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
-    vocab.update({f"w{i}": i for i in range(FIRST_WORD, VOCAB)})
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"])}
+    vocab["[MASK]"] = mask_id
+    vocab.update({f"w{i}": i for i in range(SEP + 1, vocab_size) if i != mask_id})
     tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="[UNK]")),
                                   pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
                                   sep_token="[SEP]", mask_token="[MASK]")
-    assert len(tok) == VOCAB and tok.mask_token_id == MASK and tok.pad_token_id == PAD
+    assert len(tok) == vocab_size and tok.mask_token_id == mask_id and tok.pad_token_id == PAD
     return tok
 
 
-def examples(rng: Any, lengths: list[int], special: bool = True) -> list[dict[str, list[int]]]:
-    """Rows of words, each wrapped in [CLS] .. [SEP] when `special`, with their special_tokens_mask."""
+def examples(rng: Any, lengths: list[int], special: bool = True,
+             word_ids: tuple[int, int] = (FIRST_WORD, VOCAB)) -> list[dict[str, list[int]]]:
+    """Rows of words (ids in [word_ids[0], word_ids[1])), each wrapped in [CLS] .. [SEP] when
+    `special`, with their special_tokens_mask."""
     rows = []
     for n in lengths:
-        words = rng.randint(FIRST_WORD, VOCAB, (n,)).tolist()
+        words = rng.randint(*word_ids, (n,)).tolist()
         if special:
             rows.append({"input_ids": [CLS, *words, SEP], "special_tokens_mask": [1] + [0] * n + [1]})
         else:
@@ -65,11 +69,12 @@ def examples(rng: Any, lengths: list[int], special: bool = True) -> list[dict[st
     return rows
 
 
-def hf_collate(rows: list[dict[str, list[int]]], p: float, seed: int, padding_side: str) -> dict[str, torch.Tensor]:
+def hf_collate(rows: list[dict[str, list[int]]], p: float, seed: int, padding_side: str,
+               tok: Any = None) -> dict[str, torch.Tensor]:
     """The padded batch, and what DataCollatorForLanguageModeling(seed=seed) makes of it."""
     from transformers import DataCollatorForLanguageModeling
 
-    tok = hf_tokenizer()
+    tok = tok or hf_tokenizer()
     tok.padding_side = padding_side
     padded = tok.pad(rows, return_tensors="pt")
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=p, seed=seed, return_tensors="pt")
@@ -377,3 +382,26 @@ def test_loss_edge_cases(expect, rng):
                      name="mlm_loss(logits (2, 7, 13), labels) under autograd (input 0 is the logits) vs "
                           "F.cross_entropy(logits.reshape(-1, V), labels.reshape(-1))")
 
+
+@pytest.mark.hidden
+def test_hidden_other_vocabulary(expect, rng):
+    """A vocabulary the public checks do not use: 47 ids with [MASK] the LAST id (46, not 4), so a
+    solution that assumes [MASK] = 4 or a vocabulary of 30 fails; five rows of odd lengths with
+    left padding, mlm_probability 0.27; and mlm_loss on float64 and float16 logits over that
+    vocabulary, a batch of one row included (the loss is float32 either way)."""
+    vocab, mask_id = 47, 46
+    tok = hf_tokenizer(vocab, mask_id)
+    seed = new_seed(rng)
+    batch = hf_collate(examples(rng, [5, 1, 17, 0, 9], word_ids=(SEP + 1, mask_id)), 0.27, seed, "left", tok)
+    expect_collator(expect, batch, True, 0.27, seed, "47 ids, [MASK] = 46, left padding", vocab, mask_id)
+    logits = rng.randn(1, 11, vocab, dtype=torch.float64, scale=3.0)
+    labels = rng.randint(0, vocab, (1, 11))
+    labels[0, ::3] = -100
+    expect(lambda s: s.mlm_loss(logits, labels), truth=flat_ce(logits, labels), **LOSS_TOL,
+           name="mlm_loss(float64 logits (1, 11, 47)) vs F.cross_entropy(logits.float(), ...) (a float32 loss)")
+    half = (rng.randn(5, 7, vocab, scale=5.0) + 500.0).to(torch.float16)
+    labels = batch["labels"][:, :7].clone()
+    labels[0, 0] = 3  # at least one selected position, whatever the draw
+    expect(lambda s: s.mlm_loss(half, labels), truth=flat_ce(half, labels), **LOSS_TOL,
+           name="mlm_loss(float16 logits (5, 7, 47) near 500, labels from the collator) vs "
+                "F.cross_entropy(logits.float(), ...) (a float32 loss)")
