@@ -109,10 +109,11 @@ def validation_loss(model: torch.nn.Module) -> float:
     return -(P[contexts] * logp).sum(-1).mean().item()
 
 
-def run(namespace: Any, steps: int, seed: int, **hparams: Any) -> tuple[Any, Any]:
-    """train() on the first `steps` batches of a run; hparams override FULL."""
+def run(namespace: Any, steps: int, seed: int, batches: torch.Tensor | None = None, **hparams: Any) -> tuple[Any, Any]:
+    """train() on the first `steps` batches of a run (by default token_batches(seed)); hparams override FULL."""
     kwargs = {**FULL, **hparams}
-    return namespace.train(CONFIG, init_state(seed), token_batches(seed)[:steps], **kwargs)
+    batches = token_batches(seed) if batches is None else batches
+    return namespace.train(CONFIG, init_state(seed), batches[:steps], **kwargs)
 
 
 def _returned(result: Any, steps: int, what: str) -> tuple[Any, list[float]]:
@@ -126,26 +127,29 @@ def _returned(result: Any, steps: int, what: str) -> tuple[Any, list[float]]:
     return state, list(losses)
 
 
-def _check_replay(expect: Any, reference: Any, steps: int, seed: int, diagnose: bool = False, **hparams: Any) -> None:
+def _check_replay(expect: Any, reference: Any, steps: int, seed: int, diagnose: bool = False,
+                  batches: torch.Tensor | None = None, **hparams: Any) -> None:
     kwargs = {**FULL, **hparams}
-    what = (f"train() on the first {steps} batch{'es' if steps > 1 else ''} of a {kwargs['total_steps']}-step run (max_lr={kwargs['max_lr']:g}, "
+    shape = "" if batches is None else f" ({batches.shape[1]} x {batches.shape[2]} tokens each)"
+    extra = "".join(f", {k}={kwargs[k]}" for k in ("betas", "grad_clip") if k in kwargs)
+    what = (f"train() on the first {steps} batch{'es' if steps > 1 else ''}{shape} of a {kwargs['total_steps']}-step run (max_lr={kwargs['max_lr']:g}, "
             f"warmup_steps={kwargs['warmup_steps']}, min_lr_ratio={kwargs['min_lr_ratio']:g}, "
-            f"weight_decay={kwargs['weight_decay']:g})")
+            f"weight_decay={kwargs['weight_decay']:g}{extra})")
 
-    unseen = token_batches(seed)[-4:]  # batches the run never saw
+    unseen = (token_batches(seed) if batches is None else batches)[-4:]  # batches the run never saw
 
     def losses_of(m: Any) -> torch.Tensor:
-        return torch.tensor(run(m, steps, seed, **hparams)[1], dtype=torch.float64)
+        return torch.tensor(run(m, steps, seed, batches, **hparams)[1], dtype=torch.float64)
 
     def unseen_loss_of(m: Any) -> float:
-        return batch_loss(load(run(m, steps, seed, **hparams)[0], what), unseen)
+        return batch_loss(load(run(m, steps, seed, batches, **hparams)[0], what), unseen)
 
     # Diagnosing a failure replays every known mistake: kept to the cheap replays (`diagnose`).
     def known(call: Any) -> Any:
         return expect.mistakes(call) if diagnose else None
 
-    state, losses = _returned(run(expect.solution, steps, seed, **hparams), steps, what)
-    ref_state, ref_losses = run(reference, steps, seed, **hparams)
+    state, losses = _returned(run(expect.solution, steps, seed, batches, **hparams), steps, what)
+    ref_state, ref_losses = run(reference, steps, seed, batches, **hparams)
     assert_close(torch.tensor(losses, dtype=torch.float64), torch.tensor(ref_losses, dtype=torch.float64),
                  **REPLAY_TOL, name=f"{what}: the reported losses (index = step), vs the judge's replay",
                  mistakes=known(losses_of))
@@ -220,3 +224,14 @@ def test_full_run_reaches_entropy_floor(expect):
           f"{what}: the reported losses of the last {SPARE} steps average {reported:.3f}, but the returned weights "
           f"score {measured:.3f} on {SPARE} batches they never saw: report each step's own loss.item()")
 
+
+@pytest.mark.hidden
+def test_hidden_other_shapes_and_hyperparameters(expect, reference, rng):
+    """A replay the public checks do not show: batches of 24 rows of 11 + 1 tokens (not 64 x 16),
+    fresh initial weights and text from the seed, and non-default betas=(0.8, 0.99) and
+    grad_clip=0.25 (small enough that clipping acts), so a loop that ignores those arguments
+    or assumes the public shapes is caught."""
+    seed = int(rng.randint(0, 2**31 - 1, (1,)))
+    batches = torch.from_numpy(LANGUAGE.sample((7 + 4) * 24 * 12, seed=seed)).view(7 + 4, 24, 12)
+    _check_replay(expect, reference, 7, seed=seed, diagnose=True, batches=batches, max_lr=1e-2, warmup_steps=3,
+                  total_steps=11, min_lr_ratio=0.2, weight_decay=0.3, betas=(0.8, 0.99), grad_clip=0.25)
