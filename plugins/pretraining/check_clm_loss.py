@@ -15,8 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grader import probes
-from grader.compare import assert_close, assert_equal, check
+from grader.compare import check
 
 # float32 end to end; the only difference from HF is the order of the final sum.
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -71,15 +70,8 @@ def masked_labels(ids, prompt_lens, pad_lens):
     return labels
 
 
-def check_loss(solution, mistakes, logits, labels, expected, what, against, ignore_index=None, tol=TOL):
-    kw = {} if ignore_index is None else {"ignore_index": ignore_index}
-    got = solution.causal_lm_loss(logits, labels, **kw)
-    assert_close(got, expected, **tol, name=f"causal_lm_loss({what}) vs {against}",
-                 mistakes=mistakes(lambda m: m.causal_lm_loss(logits, labels, **kw)))
-
-
 @pytest.mark.points(3)
-def test_matches_hf_model_loss(solution, rng, mistakes):
+def test_matches_hf_model_loss(expect, rng):
     for kind, name in (("gpt2", "GPT2LMHeadModel"), ("llama", "LlamaForCausalLM")):
         model = hf_model(kind)
         r = rng.child(kind)
@@ -91,14 +83,14 @@ def test_matches_hf_model_loss(solution, rng, mistakes):
             with torch.no_grad():
                 out = model(ids, labels=lab)
             what = f"{name} logits {tuple(out.logits.shape)}, {what}"
-            check_loss(solution, mistakes, out.logits, lab, out.loss, what,
-                       f"{name}(input_ids, labels=labels).loss")
-            check_loss(solution, mistakes, out.logits, lab, torch_loss(out.logits, lab), what,
-                       "F.cross_entropy(logits[:, :-1], labels[:, 1:])")
+            for truth, against in ((out.loss, f"{name}(input_ids, labels=labels).loss"),
+                                   (torch_loss(out.logits, lab), "F.cross_entropy(logits[:, :-1], labels[:, 1:])")):
+                expect(lambda s, x=out.logits, y=lab: s.causal_lm_loss(x, y), truth=truth, **TOL,
+                       name=f"causal_lm_loss({what}) vs {against}")
 
 
 @pytest.mark.points(2)
-def test_token_mean_not_mean_of_means(solution, rng, mistakes):
+def test_token_mean_not_mean_of_means(expect, rng):
     # rows with 1, 15, 3 and 8 counted targets: a mean of per-row means weighs the 1-target row
     # 15 times too much, and a denominator of B*(T-1) = 60 shrinks the loss by a lot
     logits = rng.randn(4, 16, 37, scale=3.0)
@@ -106,88 +98,81 @@ def test_token_mean_not_mean_of_means(solution, rng, mistakes):
     labels = masked_labels(ids, prompt_lens=(15, 0, 6, 2), pad_lens=(0, 0, 7, 5))
     # make the lone target of row 0 a surprising one so the two reductions are far apart
     logits[0, 14, labels[0, 15]] = -12.0
-    check_loss(solution, mistakes, logits, labels, torch_loss(logits, labels),
-               "rows with 1, 15, 3 and 8 counted targets, the rest -100",
-               "the sum over all counted targets / their number (F.cross_entropy on the shifted tensors)")
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=torch_loss(logits, labels), **TOL,
+           name="causal_lm_loss(rows with 1, 15, 3 and 8 counted targets, the rest -100) vs the sum over all "
+                "counted targets / their number (F.cross_entropy on the shifted tensors)")
 
 
 @pytest.mark.points(2)
-def test_per_sequence(solution, rng, mistakes):
+def test_per_sequence(expect, rng):
     logits = rng.randn(5, 10, 29, scale=2.5)
     ids = rng.randint(0, 29, (5, 10))
     # row 3 has no counted target at all (only labels[3, 0], which is never a target, survives)
     labels = masked_labels(ids, prompt_lens=(0, 4, 0, 1, 8), pad_lens=(0, 0, 3, 0, 0))
     labels[3, 1:] = -100
-    got = solution.causal_lm_loss_per_sequence(logits, labels)
-    assert_close(got, hf_per_sequence(logits, labels), **TOL,
-                 name="causal_lm_loss_per_sequence(logits (5, 10, 29), labels with -100; row 3 has no target)"
-                      " vs ForCausalLMLoss of each row alone (NaN for row 3)",
-                 mistakes=mistakes(lambda m: m.causal_lm_loss_per_sequence(logits, labels)))
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels), truth=hf_per_sequence(logits, labels), **TOL,
+           name="causal_lm_loss_per_sequence(logits (5, 10, 29), labels with -100; row 3 has no target)"
+                " vs ForCausalLMLoss of each row alone (NaN for row 3)")
 
 
 @pytest.mark.points(2)
-def test_bfloat16_logits_upcast(solution, rng, mistakes):
+def test_bfloat16_logits_upcast(expect, rng):
     # large-ish bfloat16 logits: a bfloat16 log-softmax/mean would be off by ~0.1 and bfloat16-typed
     logits = (rng.randn(3, 12, 50, scale=8.0) + 200.0).to(torch.bfloat16)
     ids = rng.randint(0, 50, (3, 12))
     labels = masked_labels(ids, prompt_lens=(3, 0, 0), pad_lens=(0, 2, 0))
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels),
-               "bfloat16 logits (3, 12, 50) near 200", "ForCausalLMLoss, which upcasts to float32")
-    got = solution.causal_lm_loss_per_sequence(logits, labels)
-    assert_close(got, hf_per_sequence(logits, labels), **TOL,
-                 name="causal_lm_loss_per_sequence(bfloat16 logits (3, 12, 50)) (float32 expected)",
-                 mistakes=mistakes(lambda m: m.causal_lm_loss_per_sequence(logits, labels)))
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(bfloat16 logits (3, 12, 50) near 200) vs ForCausalLMLoss, which upcasts to float32")
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels), truth=hf_per_sequence(logits, labels), **TOL,
+           name="causal_lm_loss_per_sequence(bfloat16 logits (3, 12, 50)) (float32 expected)")
 
 
-def test_large_logits(solution, rng, mistakes):
+def test_large_logits(expect, rng):
     # float32 logits in the thousands: exp() would overflow without a max-shifted log-softmax
     logits = rng.randn(2, 7, 19, scale=1500.0) + 3000.0
     ids = rng.randint(0, 19, (2, 7))
     labels = masked_labels(ids, prompt_lens=(2, 0), pad_lens=(0, 1))
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels),
-               "float32 logits ~ 3000 +- 1500", "ForCausalLMLoss", tol={"atol": 1e-3, "rtol": 1e-5})
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), atol=1e-3, rtol=1e-5,
+           name="causal_lm_loss(float32 logits ~ 3000 +- 1500) vs ForCausalLMLoss")
 
 
-def test_one_target_and_no_target(solution, rng, mistakes):
+def test_one_target_and_no_target(expect, rng):
     # T = 2: the only target is labels[:, 1], scored by logits[:, 0]
     logits = rng.randn(3, 2, 11, scale=3.0)
     labels = rng.randint(0, 11, (3, 2))
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels), "T = 2: one target per row",
-               "ForCausalLMLoss")
-    got = solution.causal_lm_loss_per_sequence(logits, labels)
-    assert_close(got, hf_per_sequence(logits, labels), **TOL,
-                 name="causal_lm_loss_per_sequence(T = 2: one target per row)",
-                 mistakes=mistakes(lambda m: m.causal_lm_loss_per_sequence(logits, labels)))
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(T = 2: one target per row) vs ForCausalLMLoss")
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels), truth=hf_per_sequence(logits, labels), **TOL,
+           name="causal_lm_loss_per_sequence(T = 2: one target per row)")
     # T = 1 (nothing to predict) and a batch whose every target is ignored: 0 / 0 = NaN
     logits = rng.randn(2, 1, 11)
     labels = rng.randint(0, 11, (2, 1))
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels), "T = 1",
-               "ForCausalLMLoss: no target, NaN")
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(T = 1) vs ForCausalLMLoss: no target, NaN")
     logits = rng.randn(2, 5, 11)
     labels = torch.full((2, 5), -100)
     labels[:, 0] = 3  # position 0 is never a target, whatever its label
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels),
-               "every target -100 (only labels[:, 0] set)", "ForCausalLMLoss: no target, NaN")
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(every target -100 (only labels[:, 0] set)) vs ForCausalLMLoss: no target, NaN")
 
 
-def test_custom_ignore_index(solution, rng, mistakes):
+def test_custom_ignore_index(expect, rng):
     logits = rng.randn(3, 9, 23, scale=2.0)
     ids = rng.randint(1, 23, (3, 9))
     # ignore_index may be a real class id (here 0, as if padding were labelled with its own id)
     labels = ids.clone()
     labels[0, :4] = 0
     labels[2, 6:] = 0
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels, ignore_index=0),
-               "labels with 0 on prompt and padding, ignore_index=0", "ForCausalLMLoss(ignore_index=0)",
-               ignore_index=0)
+    expect(lambda s: s.causal_lm_loss(logits, labels, ignore_index=0), truth=hf_loss(logits, labels, ignore_index=0),
+           **TOL, name="causal_lm_loss(labels with 0 on prompt and padding, ignore_index=0) vs "
+                       "ForCausalLMLoss(ignore_index=0)")
     labels = labels.masked_fill(labels == 0, -1)
-    check_loss(solution, mistakes, logits, labels, hf_loss(logits, labels, ignore_index=-1),
-               "labels with -1 on prompt and padding, ignore_index=-1", "ForCausalLMLoss(ignore_index=-1)",
-               ignore_index=-1)
-    got = solution.causal_lm_loss_per_sequence(logits, labels, ignore_index=-1)
-    assert_close(got, hf_per_sequence(logits, labels, ignore_index=-1), **TOL,
-                 name="causal_lm_loss_per_sequence(labels with -1, ignore_index=-1)",
-                 mistakes=mistakes(lambda m: m.causal_lm_loss_per_sequence(logits, labels, ignore_index=-1)))
+    expect(lambda s: s.causal_lm_loss(logits, labels, ignore_index=-1), truth=hf_loss(logits, labels, ignore_index=-1),
+           **TOL, name="causal_lm_loss(labels with -1 on prompt and padding, ignore_index=-1) vs "
+                       "ForCausalLMLoss(ignore_index=-1)")
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels, ignore_index=-1),
+           truth=hf_per_sequence(logits, labels, ignore_index=-1), **TOL,
+           name="causal_lm_loss_per_sequence(labels with -1, ignore_index=-1)")
 
 
 def expected_shift(ids, pad_token_id, ignore_index):
@@ -203,7 +188,7 @@ def expected_shift(ids, pad_token_id, ignore_index):
 
 
 @pytest.mark.points(2)
-def test_shift_labels(solution, rng, mistakes):
+def test_shift_labels(expect, rng):
     ids = rng.randint(1, VOCAB, (4, 9))
     ids[0, -3:] = PAD  # right padding
     ids[1, :2] = PAD  # left padding
@@ -213,17 +198,13 @@ def test_shift_labels(solution, rng, mistakes):
              (ids, PAD, -1, "pad_token_id=0, ignore_index=-1"),
              (ids[:, :1].clone(), PAD, -100, "T = 1"))
     for x, pad, ign, what in cases:
-        got = solution.shift_labels(x, pad_token_id=pad, ignore_index=ign)
-        assert_equal(got, expected_shift(x, pad, ign), name=f"shift_labels({what})",
-                     mistakes=mistakes(lambda m, x=x, pad=pad, ign=ign: m.shift_labels(
-                         x, pad_token_id=pad, ignore_index=ign)))
+        expect(lambda s, x=x, pad=pad, ign=ign: s.shift_labels(x, pad_token_id=pad, ignore_index=ign),
+               truth=expected_shift(x, pad, ign), name=f"shift_labels({what})")
 
 
-def test_shift_labels_give_the_model_loss(solution, rng, mistakes):
+def test_shift_labels_give_the_model_loss(expect, rng):
     # HF scores logits[:, t] against shift_labels[:, t] at every t; with padding masked this must
     # equal model(input_ids, labels=input_ids with pad -> -100).loss
-    from transformers.loss.loss_utils import ForCausalLMLoss
-
     model = hf_model("llama")
     ids = rng.randint(1, VOCAB, (3, 11))
     ids[0, -4:] = PAD
@@ -231,25 +212,49 @@ def test_shift_labels_give_the_model_loss(solution, rng, mistakes):
     labels = ids.masked_fill(ids == PAD, -100)
     with torch.no_grad():
         out = model(ids, labels=labels)
-    shifted = solution.shift_labels(ids, pad_token_id=PAD)
-    check(isinstance(shifted, torch.Tensor) and shifted.shape == ids.shape and shifted.dtype == torch.long,
-          "shift_labels(input_ids (3, 11), pad_token_id=0) must return an int64 tensor of shape (3, 11)")
-    got = ForCausalLMLoss(out.logits, None, VOCAB, shift_labels=shifted)
-    assert_close(got, out.loss, **TOL,
-                 name="ForCausalLMLoss(logits, shift_labels=shift_labels(input_ids, pad_token_id=0)) vs "
-                      "LlamaForCausalLM(input_ids, labels=input_ids with padding -100).loss",
-                 mistakes=mistakes(lambda m: ForCausalLMLoss(
-                     out.logits, None, VOCAB, shift_labels=m.shift_labels(ids, pad_token_id=PAD))))
+
+    def loss_with_shifted_labels(module):
+        shifted = module.shift_labels(ids, pad_token_id=PAD)
+        check(isinstance(shifted, torch.Tensor) and shifted.shape == ids.shape and shifted.dtype == torch.long,
+              "shift_labels(input_ids (3, 11), pad_token_id=0) must return an int64 tensor of shape (3, 11)")
+        return hf_loss(out.logits, shift_labels=shifted)
+
+    expect(loss_with_shifted_labels, truth=out.loss, **TOL,
+           name="ForCausalLMLoss(logits, shift_labels=shift_labels(input_ids, pad_token_id=0)) vs "
+                "LlamaForCausalLM(input_ids, labels=input_ids with padding -100).loss")
 
 
-def test_loss_is_differentiable(solution, rng, mistakes):
+def test_loss_is_differentiable(expect, rng):
     # the loss is trained on: its gradient w.r.t. the logits must reach them (no detach, no .item())
     logits = rng.randn(2, 6, 13, scale=2.0)
     labels = rng.randint(0, 13, (2, 6))
     labels[0, :3] = -100
-    x = logits.clone().requires_grad_(True)
-    torch_loss(x, labels).backward()
-    res = probes.grad(solution.causal_lm_loss, [logits, labels])
-    assert_close(res["input_grads"][0], x.grad, atol=1e-6, rtol=1e-5,
-                 name="d causal_lm_loss / d logits (autograd through your loss) vs autograd of F.cross_entropy",
-                 mistakes=mistakes(lambda m: probes.grad(m.causal_lm_loss, [logits, labels])["input_grads"][0]))
+    expect.gradients(lambda s: s.causal_lm_loss, [logits, labels], truth=torch_loss, atol=1e-6, rtol=1e-5,
+                     name="causal_lm_loss(logits (2, 6, 13), labels) under autograd (input 0 is the logits) vs "
+                          "F.cross_entropy(logits[:, :-1], labels[:, 1:])")
+
+
+@pytest.mark.hidden
+def test_hidden_other_dtypes_and_shapes(expect, rng):
+    """Dtypes, shapes and inputs the public checks do not show: float64 logits (the loss is
+    still computed and returned in float32), float16 logits near 1000, a batch of one row, odd
+    sizes, a row with no target among several; and shift_labels on ids that already hold
+    ignore_index entries, with a pad id that is not 0."""
+    logits = rng.randn(1, 23, 101, dtype=torch.float64, scale=4.0)
+    labels = rng.randint(0, 101, (1, 23))
+    labels[0, :6] = -100
+    expect(lambda s: s.causal_lm_loss(logits, labels), truth=hf_loss(logits, labels), **TOL,
+           name="causal_lm_loss(float64 logits (1, 23, 101)) vs ForCausalLMLoss (a float32 loss)")
+    expect(lambda s: s.causal_lm_loss_per_sequence(logits, labels), truth=hf_per_sequence(logits, labels), **TOL,
+           name="causal_lm_loss_per_sequence(float64 logits (1, 23, 101)) (float32 expected)")
+    half = (rng.randn(5, 9, 67, scale=6.0) + 1000.0).to(torch.float16)
+    labels = masked_labels(rng.randint(0, 67, (5, 9)), prompt_lens=(3, 0, 0, 9, 1), pad_lens=(0, 2, 0, 0, 4))
+    expect(lambda s: s.causal_lm_loss(half, labels), truth=hf_loss(half, labels), **TOL,
+           name="causal_lm_loss(float16 logits (5, 9, 67) near 1000) vs ForCausalLMLoss (a float32 loss)")
+    expect(lambda s: s.causal_lm_loss_per_sequence(half, labels), truth=hf_per_sequence(half, labels), **TOL,
+           name="causal_lm_loss_per_sequence(float16 logits (5, 9, 67); row 3 has no target) (float32, NaN for row 3)")
+    ids = rng.randint(0, 40, (2, 17))
+    ids[0, 3:5] = -100
+    ids[1, -5:] = 7
+    expect(lambda s: s.shift_labels(ids, pad_token_id=7), truth=expected_shift(ids, 7, -100),
+           name="shift_labels(input_ids (2, 17) holding -100 at [0, 3:5] and right padding 7, pad_token_id=7)")

@@ -109,10 +109,11 @@ def validation_loss(model: torch.nn.Module) -> float:
     return -(P[contexts] * logp).sum(-1).mean().item()
 
 
-def run(namespace: Any, steps: int, seed: int, **hparams: Any) -> tuple[Any, Any]:
-    """train() on the first `steps` batches of a run; hparams override FULL."""
+def run(namespace: Any, steps: int, seed: int, batches: torch.Tensor | None = None, **hparams: Any) -> tuple[Any, Any]:
+    """train() on the first `steps` batches of a run (by default token_batches(seed)); hparams override FULL."""
     kwargs = {**FULL, **hparams}
-    return namespace.train(CONFIG, init_state(seed), token_batches(seed)[:steps], **kwargs)
+    batches = token_batches(seed) if batches is None else batches
+    return namespace.train(CONFIG, init_state(seed), batches[:steps], **kwargs)
 
 
 def _returned(result: Any, steps: int, what: str) -> tuple[Any, list[float]]:
@@ -126,68 +127,80 @@ def _returned(result: Any, steps: int, what: str) -> tuple[Any, list[float]]:
     return state, list(losses)
 
 
-def _check_replay(solution: Any, reference: Any, mistakes: Any | None, steps: int, seed: int, **hparams: Any) -> None:
+def _check_replay(expect: Any, reference: Any, steps: int, seed: int, diagnose: bool = False,
+                  batches: torch.Tensor | None = None, **hparams: Any) -> None:
     kwargs = {**FULL, **hparams}
-    what = (f"train() on the first {steps} batch{'es' if steps > 1 else ''} of a {kwargs['total_steps']}-step run (max_lr={kwargs['max_lr']:g}, "
+    shape = "" if batches is None else f" ({batches.shape[1]} x {batches.shape[2]} tokens each)"
+    extra = "".join(f", {k}={kwargs[k]}" for k in ("betas", "grad_clip") if k in kwargs)
+    what = (f"train() on the first {steps} batch{'es' if steps > 1 else ''}{shape} of a {kwargs['total_steps']}-step run (max_lr={kwargs['max_lr']:g}, "
             f"warmup_steps={kwargs['warmup_steps']}, min_lr_ratio={kwargs['min_lr_ratio']:g}, "
-            f"weight_decay={kwargs['weight_decay']:g})")
-    state, losses = _returned(run(solution, steps, seed, **hparams), steps, what)
-    ref_state, ref_losses = run(reference, steps, seed, **hparams)
-    # Diagnosing a failure replays every known mistake: kept to the cheapest (shortest) replay.
-    diagnose = mistakes(lambda m: torch.tensor(run(m, steps, seed, **hparams)[1], dtype=torch.float64)) \
-        if mistakes else None
+            f"weight_decay={kwargs['weight_decay']:g}{extra})")
+
+    unseen = (token_batches(seed) if batches is None else batches)[-4:]  # batches the run never saw
+
+    def losses_of(m: Any) -> torch.Tensor:
+        return torch.tensor(run(m, steps, seed, batches, **hparams)[1], dtype=torch.float64)
+
+    def unseen_loss_of(m: Any) -> float:
+        return batch_loss(load(run(m, steps, seed, batches, **hparams)[0], what), unseen)
+
+    # Diagnosing a failure replays every known mistake: kept to the cheap replays (`diagnose`).
+    def known(call: Any) -> Any:
+        return expect.mistakes(call) if diagnose else None
+
+    state, losses = _returned(run(expect.solution, steps, seed, batches, **hparams), steps, what)
+    ref_state, ref_losses = run(reference, steps, seed, batches, **hparams)
     assert_close(torch.tensor(losses, dtype=torch.float64), torch.tensor(ref_losses, dtype=torch.float64),
                  **REPLAY_TOL, name=f"{what}: the reported losses (index = step), vs the judge's replay",
-                 mistakes=diagnose)
-    # Batches the run never saw: the returned weights must behave like the replay's.
-    unseen = token_batches(seed)[-4:]
+                 mistakes=known(losses_of))
+    # The returned weights must behave like the replay's on batches the run never saw.
     got = batch_loss(load(state, what), unseen)
     expected = batch_loss(load(ref_state, "the judge's replay"), unseen)
     assert_close(got, expected, **REPLAY_TOL,
                  name=f"{what}: the loss of the RETURNED weights on 4 batches the run did not see, vs the "
-                      "judge's replay's weights")
+                      "judge's replay's weights", mistakes=known(unseen_loss_of))
 
 
-def test_first_update_has_zero_learning_rate(solution, reference):
+def test_first_update_has_zero_learning_rate(expect, reference):
     # With a warm-up, step 0's lr is 0: one step must leave every weight exactly where it was.
     what = "train() on 1 batch with warmup_steps=20 (step 0's lr is 0)"
-    state, _ = _returned(run(solution, 1, seed=1), 1, what)
+    state, _ = _returned(run(expect.solution, 1, seed=1), 1, what)
     load(state, what)  # a state dict of the right keys and shapes, or a failed check saying why
     init = init_state(1)
     moved = [k for k in init if not torch.equal(state[k].float(), init[k])]
     check(not moved, f"{what}: the update moved {moved[:3]}{' ...' if len(moved) > 3 else ''}; the first update "
                      "must use lr = max_lr * 0 / warmup_steps = 0. Step the scheduler AFTER optimizer.step(), and "
                      "start the warm-up from 0")
-    _check_replay(solution, reference, None, 1, seed=1)
+    _check_replay(expect, reference, 1, seed=1)
 
 
 @pytest.mark.points(3)
-def test_short_run_matches_replay(solution, reference):
+def test_short_run_matches_replay(expect, reference):
     # A whole 20-step schedule: 5 warm-up steps, then the cosine down to the floor.
-    _check_replay(solution, reference, None, 20, seed=2, total_steps=20, warmup_steps=5, weight_decay=0.1)
+    _check_replay(expect, reference, 20, seed=2, total_steps=20, warmup_steps=5, weight_decay=0.1)
 
 
 @pytest.mark.points(2)
-def test_prefix_of_a_long_run(solution, reference, mistakes):
+def test_prefix_of_a_long_run(expect, reference):
     # Only 8 batches of a 400-step run: the schedule comes from total_steps, not from len(batches).
-    _check_replay(solution, reference, mistakes, 8, seed=3, warmup_steps=4, weight_decay=0.5)
+    _check_replay(expect, reference, 8, seed=3, diagnose=True, warmup_steps=4, weight_decay=0.5)
 
 
-def test_edge_runs(solution, reference):
+def test_edge_runs(expect, reference):
     # No warm-up: step 0 already uses max_lr; a one-step run whose schedule ends right away.
-    _check_replay(solution, reference, None, 1, seed=4, total_steps=1, warmup_steps=0)
-    _check_replay(solution, reference, None, 6, seed=5, total_steps=6, warmup_steps=0, min_lr_ratio=0.0)
+    _check_replay(expect, reference, 1, seed=4, total_steps=1, warmup_steps=0)
+    _check_replay(expect, reference, 6, seed=5, total_steps=6, warmup_steps=0, min_lr_ratio=0.0)
     what = "train() with 3 batches and total_steps=2"
-    check(raises(lambda: run(solution, 3, seed=6, total_steps=2)),
+    check(raises(lambda: run(expect.solution, 3, seed=6, total_steps=2)),
           f"{what} did not raise ValueError: more batches than total_steps is a mistake in the caller")
 
 
 @pytest.mark.points(4)
 @pytest.mark.timeout(120)
-def test_full_run_reaches_entropy_floor(solution):
+def test_full_run_reaches_entropy_floor(expect):
     steps = FULL["total_steps"]
     what = f"train() for {steps} steps of {BATCH} x {CONTEXT} tokens (max_lr={FULL['max_lr']:g})"
-    state, losses = _returned(run(solution, steps, seed=7), steps, what)
+    state, losses = _returned(run(expect.solution, steps, seed=7), steps, what)
     model = load(state, what)
     init = init_state(7)
     check(any(not torch.equal(state[k].float(), init[k]) for k in init),
@@ -210,3 +223,15 @@ def test_full_run_reaches_entropy_floor(solution):
     check(abs(reported - measured) <= 0.05,
           f"{what}: the reported losses of the last {SPARE} steps average {reported:.3f}, but the returned weights "
           f"score {measured:.3f} on {SPARE} batches they never saw: report each step's own loss.item()")
+
+
+@pytest.mark.hidden
+def test_hidden_other_shapes_and_hyperparameters(expect, reference, rng):
+    """A replay the public checks do not show: batches of 24 rows of 11 + 1 tokens (not 64 x 16),
+    fresh initial weights and text from the seed, and non-default betas=(0.8, 0.99) and
+    grad_clip=0.25 (small enough that clipping acts), so a loop that ignores those arguments
+    or assumes the public shapes is caught."""
+    seed = int(rng.randint(0, 2**31 - 1, (1,)))
+    batches = torch.from_numpy(LANGUAGE.sample((7 + 4) * 24 * 12, seed=seed)).view(7 + 4, 24, 12)
+    _check_replay(expect, reference, 7, seed=seed, diagnose=True, batches=batches, max_lr=1e-2, warmup_steps=3,
+                  total_steps=11, min_lr_ratio=0.2, weight_decay=0.3, betas=(0.8, 0.99), grad_clip=0.25)
