@@ -41,12 +41,12 @@ class Expect:
 
     def __init__(self, solution: Any, mutants: Callable[[], dict[str, tuple[str, Any]]]):
         self.solution = solution
-        self._load_mutants = mutants  # built on the first failure that needs them
+        self._load_mutants = mutants  # called by the first failure that needs them
 
     def mistakes(self, call: Callable[[Any], Any]) -> Mistakes:
         """What every known mistake returns for `call`: for `fail(..., mistakes=...)` and the
         compare helpers when a verdict is not one comparison."""
-        return Mistakes(_Lazy(self._load_mutants), call)
+        return Mistakes(self._load_mutants, call)
 
     def __call__(
         self,
@@ -209,20 +209,6 @@ class Expect:
         truth = hf_output(hf_module, state_dict, *args, output=output, **kwargs)
         return self(run, truth=truth, atol=atol, rtol=rtol,
                     name=f"{name} vs transformers' {type(hf_module).__name__} with the same weights")
-
-
-class _Lazy(dict):  # type: ignore[type-arg]
-    """The known mistakes, loaded (mutated and imported) only when a failure asks for them."""
-
-    def __init__(self, load: Callable[[], dict[str, tuple[str, Any]]]):
-        super().__init__()
-        self._load = load
-
-    def items(self) -> Any:
-        if not self and self._load is not None:
-            self.update(self._load())
-            self._load = None  # type: ignore[assignment]
-        return super().items()
 
 
 def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *args: Any,

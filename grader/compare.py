@@ -74,13 +74,20 @@ class Mistakes:
     Evaluated only when a comparison fails, in the judge, on trusted mutant code.
     """
 
-    def __init__(self, modules: dict[str, tuple[str, Any]], call: Callable[[Any], Any]):
+    def __init__(
+        self,
+        modules: dict[str, tuple[str, Any]] | Callable[[], dict[str, tuple[str, Any]]],
+        call: Callable[[Any], Any],
+    ):
+        # name -> (misconception, module), or what returns it: the mutants are then built
+        # (mutated and imported) only when a failure asks what they give
         self._modules = modules
         self._call = call
 
     def outputs(self) -> list[tuple[str, str, Any]]:
+        modules = self._modules() if callable(self._modules) else self._modules
         out = []
-        for name, (misconception, module) in self._modules.items():
+        for name, (misconception, module) in modules.items():
             try:
                 with warnings.catch_warnings():  # a mistake's overflow warnings are expected
                     warnings.simplefilter("ignore")

@@ -408,12 +408,18 @@ def rng(request: pytest.FixtureRequest) -> Any:
     return Rng(derive_seed(salt, state.exercise.id, state.name))
 
 
+def _mutants(request: pytest.FixtureRequest) -> Any:
+    """What builds the exercise's known mistakes, called only when a failure needs them."""
+    session, exercise = get_session(request.config), _state(request).exercise
+    return lambda: session.mutants_for(exercise)
+
+
 @pytest.fixture
 def mistakes(request: pytest.FixtureRequest) -> Any:
     from grader.compare import Mistakes
 
-    modules = get_session(request.config).mutants_for(_state(request).exercise)
-    return lambda call: Mistakes(modules, call)
+    load = _mutants(request)
+    return lambda call: Mistakes(load, call)
 
 
 @pytest.fixture
@@ -421,8 +427,7 @@ def expect(request: pytest.FixtureRequest, solution: Any) -> Any:
     """`grader.checks.Expect` bound to the solution and the exercise's known mistakes."""
     from grader.checks import Expect
 
-    session, exercise = get_session(request.config), _state(request).exercise
-    return Expect(solution, lambda: session.mutants_for(exercise))
+    return Expect(solution, _mutants(request))
 
 
 @pytest.fixture

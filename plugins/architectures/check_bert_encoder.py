@@ -129,8 +129,8 @@ def _parity(expect: Any, s: Shape, weights: dict[str, torch.Tensor], x: torch.Te
     )
 
 
-def _mask(rows: list[list[int]], dtype: torch.dtype = torch.long) -> torch.Tensor:
-    return torch.tensor(rows, dtype=dtype)
+def _mask(rows: list[list[int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def test_state_dict_names_and_shapes(expect):
