@@ -3,7 +3,9 @@
 Every failure names what was compared and says, as it applies: the type, shape or dtype
 mismatch; NaN/Inf where finite values were expected; the max abs and rel error; the index,
 value and expected value of the worst element; the tolerance used; and, when the output
-equals what a known mistake produces, that mistake by name.
+equals what a known mistake produces for this call and for every comparison the check
+passed before, that mistake by name. When none is named, `grader.diagnose` adds one
+observed sentence on the shape of the error, if a simple relation fits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 import torch
+
+_NOTHING = object()  # no expected value: the verdict was not a comparison
 
 
 class CheckFailure(AssertionError):
@@ -71,7 +75,10 @@ def _significant(v: float, digits: int) -> str:
 class Mistakes:
     """What each known mistake (mutant) of the exercise returns for the same call.
 
-    Evaluated only when a comparison fails, in the judge, on trusted mutant code.
+    Evaluated only when a comparison fails, in the judge, on trusted mutant code. A mistake
+    is named only when it explains everything the check compared: its output for the failing
+    call equals the student's, and so do its outputs for every comparison the check passed
+    before (kept by `grader.recording`).
     """
 
     def __init__(
@@ -82,19 +89,53 @@ class Mistakes:
         # name -> (misconception, module), or what returns it: the mutants are then built
         # (mutated and imported) only when a failure asks what they give
         self._modules = modules
-        self._call = call
+        self.call = call
+
+    def modules(self) -> dict[str, tuple[str, Any]]:
+        return self._modules() if callable(self._modules) else self._modules
 
     def outputs(self) -> list[tuple[str, str, Any]]:
-        modules = self._modules() if callable(self._modules) else self._modules
         out = []
-        for name, (misconception, module) in modules.items():
-            try:
-                with warnings.catch_warnings():  # a mistake's overflow warnings are expected
-                    warnings.simplefilter("ignore")
-                    out.append((name, misconception, self._call(module)))
-            except Exception:  # a mutant that raises on this input simply doesn't match
-                continue
+        for name, (misconception, module) in self.modules().items():
+            ok, value = _run_mutant(self.call, module)
+            if ok:
+                out.append((name, misconception, value))
         return out
+
+    def matching(self, actual: Any, atol: float, rtol: float, check_dtype: bool) -> list[tuple[str, str]]:
+        """(name, misconception) of every known mistake that gives `actual` for this call and
+        what the student gave for each comparison the check passed before."""
+        from grader import recording
+
+        recorder = recording.current()
+        earlier = list(recorder.compared) if recorder is not None else []
+        found = []
+        for name, (misconception, module) in self.modules().items():
+            ok, value = _run_mutant(self.call, module)
+            if not ok or not _same(actual, value, atol, rtol, check_dtype):
+                continue
+            if all(_run_mutant(c.call, module)[0] and _same(c.got, _run_mutant(c.call, module)[1], c.atol, c.rtol,
+                                                                c.check_dtype) for c in earlier):
+                found.append((name, misconception))
+        return found
+
+
+def _run_mutant(call: Callable[[Any], Any], module: Any) -> tuple[bool, Any]:
+    try:
+        with warnings.catch_warnings():  # a mistake's overflow warnings are expected
+            warnings.simplefilter("ignore")
+            return True, call(module)
+    except Exception:  # a mutant that raises on this input simply doesn't match
+        return False, None
+
+
+def _same(actual: Any, output: Any, atol: float, rtol: float, check_dtype: bool) -> bool:
+    try:
+        if atol == 0 and rtol == 0:
+            return _equal_problem(actual, output) is None
+        return _value_problem(actual, output, atol, rtol, check_dtype) is None
+    except TypeError:  # the mutant returned something not comparable
+        return False
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -213,16 +254,27 @@ def assert_close(
     """
     problem = _value_problem(actual, expected, atol, rtol, check_dtype)
     if problem is None:
+        _passed(mistakes, actual, atol, rtol, check_dtype)
         return
-    _fail(f"{name}: {problem}", actual, mistakes, atol, rtol, check_dtype)
+    _fail(f"{name}: {problem}", actual, mistakes, atol, rtol, check_dtype, expected)
 
 
 def assert_equal(actual: Any, expected: Any, *, name: str = "output", mistakes: Mistakes | None = None) -> None:
     """Fail unless `actual` equals `expected` exactly (integers, codes, ids, strings, structure)."""
     problem = _equal_problem(actual, expected)
     if problem is None:
+        _passed(mistakes, actual, 0.0, 0.0, True)
         return
-    _fail(f"{name}: {problem}", actual, mistakes, 0.0, 0.0, True)
+    _fail(f"{name}: {problem}", actual, mistakes, 0.0, 0.0, True, expected)
+
+
+def _passed(mistakes: Mistakes | None, actual: Any, atol: float, rtol: float, check_dtype: bool) -> None:
+    """Keep a passed comparison for the check's later failures: a known mistake is named
+    only if it also gives what the student gave here."""
+    if mistakes is not None:
+        from grader import recording
+
+        recording.compared(mistakes.call, actual, atol, rtol, check_dtype)
 
 
 def _equal_problem(actual: Any, expected: Any) -> str | None:
@@ -260,19 +312,70 @@ def _equal_problem(actual: Any, expected: Any) -> str | None:
     return None
 
 
-def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rtol: float, check_dtype: bool) -> NoReturn:
+def _fail(message: str, actual: Any, mistakes: Mistakes | None, atol: float, rtol: float, check_dtype: bool,
+          expected: Any = _NOTHING) -> NoReturn:
     if mistakes is not None:
-        for mutant, misconception, output in mistakes.outputs():
-            try:
-                if atol == 0 and rtol == 0:
-                    same = _equal_problem(actual, output) is None
-                else:
-                    same = _value_problem(actual, output, atol, rtol, check_dtype) is None
-            except TypeError:  # the mutant returned something not comparable
-                same = False
-            if same:
-                raise CheckFailure(f"{message}\nThis is exactly what a known mistake gives: {misconception}", mistake=mutant)
+        named = mistakes.matching(actual, atol, rtol, check_dtype)
+        if len(named) == 1:
+            raise CheckFailure(f"{message}\nThis is exactly what a known mistake gives: {named[0][1]}",
+                               mistake=named[0][0])
+        if named:
+            listed = "".join(f"\n  - {misconception}" for _, misconception in named)
+            raise CheckFailure(f"{message}\nThis is exactly what each of these known mistakes gives, on everything this"
+                               f" check compared:{listed}", mistake=", ".join(name for name, _ in named))
+    if expected is not _NOTHING:
+        sentence = _diagnosis(actual, expected, atol, rtol, check_dtype)
+        if sentence:
+            message += f"\nLooking closer: {sentence}."
     raise CheckFailure(message)
+
+
+def _diagnosis(actual: Any, expected: Any, atol: float, rtol: float, check_dtype: bool) -> str | None:
+    """The error-shape sentence for the first item of `actual` that differs from `expected`,
+    with the inputs of the call that produced it and the check's other results."""
+    from grader import diagnose, recording
+
+    try:
+        a, e, where = _first_difference(actual, expected, atol, rtol, check_dtype)
+        recorder = recording.current()
+        inputs: list[tuple[str, Any]] = []
+        earlier: list[tuple[str, Any]] = []
+        if recorder is not None:
+            source = recorder.source_of(actual) or recorder.source_of(a)
+            if source is None and recorder.calls:
+                source = recorder.calls[-1]
+            if source is not None:
+                inputs = source.inputs()
+                earlier = [(c.describe(), r) for c in recorder.calls if c is not source
+                           and not _same_inputs(c, source) for r in c.leaves()]
+        sentence = diagnose.diagnose(a, e, atol=atol, rtol=rtol, inputs=inputs, earlier=earlier)
+    except Exception:  # a diagnosis is extra: it never costs the check its message
+        return None
+    if not sentence:
+        return None
+    return f"{where}{sentence}" if where else sentence
+
+
+def _same_inputs(a: Any, b: Any) -> bool:
+    try:
+        return a.function == b.function and _equal_problem(list(a.args), list(b.args)) is None and \
+            _equal_problem(dict(a.kwargs), dict(b.kwargs)) is None
+    except Exception:
+        return False
+
+
+def _first_difference(actual: Any, expected: Any, atol: float, rtol: float, check_dtype: bool,
+                      where: str = "") -> tuple[Any, Any, str]:
+    """The innermost items of `actual` and `expected` where they first differ, and which."""
+    if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)) and len(actual) == len(expected):
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            if not _same(a, e, atol, rtol, check_dtype):
+                return _first_difference(a, e, atol, rtol, check_dtype, f"{where}item [{i}]: ")
+    if isinstance(expected, dict) and isinstance(actual, dict) and set(actual) == set(expected):
+        for k in expected:
+            if not _same(actual[k], expected[k], atol, rtol, check_dtype):
+                return _first_difference(actual[k], expected[k], atol, rtol, check_dtype, f"{where}[{k!r}]: ")
+    return actual, expected, where
 
 
 def fail(message: str, actual: Any = None, mistakes: Mistakes | None = None) -> NoReturn:

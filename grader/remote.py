@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grader import recording
 from grader.errors import SolutionCrashed, SolutionError, SolutionFailure
 from grader.sandbox import protocol
 from grader.sandbox.protocol import Op, Reply
@@ -99,11 +100,13 @@ class RemoteObject:
         request(self._grade_handle, {"op": Op.SETATTR, "target": self, "name": name, "value": value}, f"setting {self._grade_type}.{name}")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return request(
+        result = request(
             self._grade_handle,
             {"op": Op.CALL, "target": self, "path": [], "args": args, "kwargs": kwargs},
             _describe_call(self._grade_type, args, kwargs),
         )
+        recording.record(self._grade_type, args, kwargs, result)
+        return result
 
     def __repr__(self) -> str:
         return f"<{self._grade_type} object in the solution process>"
@@ -163,11 +166,13 @@ class RemoteFunction:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return request(
+        result = request(
             self._handle,
             {"op": Op.CALL, "target": _MODULE, "path": [self._name], "args": args, "kwargs": kwargs},
             _describe_call(self._name, args, kwargs),
         )
+        recording.record(self._name, args, kwargs, result)
+        return result
 
     def __repr__(self) -> str:
         return f"<{self._name} in the solution process>"

@@ -28,7 +28,7 @@ class CheckResult:
     hidden: bool = False
     # True when the failure is the stub's NotImplementedError: the student has not started.
     not_implemented: bool = False
-    mistake: str = ""
+    mistake: str = ""  # the known mistake the message names; several are joined by ", "
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -165,6 +165,12 @@ def copy_references(catalog: Catalog, directory: Path) -> None:
             shutil.copytree(track.reference, directory / track.id, ignore=shutil.ignore_patterns("__pycache__"))
 
 
+def _names(mistake: str) -> list[str]:
+    """The known mistakes a check's `mistake` field names (several when they agree on
+    everything the check compared)."""
+    return [n for n in mistake.split(", ") if n]
+
+
 def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", quick: bool = False) -> ExerciseVerdict:
     """Prove one exercise. `quick` proves the same rules for less: once some known mistake
     has been named by a failure, each further mistake runs only up to the first check that
@@ -215,8 +221,12 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", q
                 continue
             result = _grade(catalog, exercise, solutions, mode, maxfail=1 if quick and diagnosed else 0)
         caught = [c.name for c in result.checks if c.outcome not in ("passed", "skipped")]
-        named = [c.name for c in result.checks if c.mistake == m.name]
-        verdict.mutants[m.name] = {"caught_by": caught, "named": bool(named)}
+        named = [c.name for c in result.checks if m.name in _names(c.mistake)]
+        misnamed = {c.name: c.mistake for c in result.checks if c.mistake and m.name not in _names(c.mistake)}
+        verdict.mutants[m.name] = {"caught_by": caught, "named": bool(named), "misnamed": misnamed}
+        for check_name, other in misnamed.items():
+            problems.append(f"mutant '{m.name}' is named as another known mistake, '{other}', by check '{check_name}':"
+                            " a name must explain everything the check compared")
         if named:
             diagnosed.append(m.name)
         if caught:

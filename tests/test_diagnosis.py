@@ -1,0 +1,216 @@
+"""Diagnosis past the listed mistakes: a known mistake is named only when it explains
+everything the check compared, and a numeric mismatch of a recognisable shape gets one
+observed sentence (grader.diagnose)."""
+
+from __future__ import annotations
+
+import math
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from helpers import load_results, run_grade
+
+from grader import recording
+from grader.compare import CheckFailure, Mistakes, assert_close, assert_equal
+from grader.diagnose import diagnose
+
+
+def _g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+X = torch.randn(4, 8, 64, generator=_g(), dtype=torch.float64)
+P = torch.softmax(X, -1)
+S = torch.randn(2, 6, 6, generator=_g(1), dtype=torch.float64)
+SQ = torch.randn(8, 8, generator=_g(2), dtype=torch.float64)
+MASK = torch.rand(4, 8, generator=_g(3)) > 0.3
+
+
+def _padded(p: torch.Tensor) -> torch.Tensor:
+    out = p.clone()
+    out[~MASK] = 0.1
+    return out
+
+
+def _causal_scores() -> tuple[torch.Tensor, torch.Tensor]:
+    keep = torch.ones(6, 6).tril().bool()
+    return S, S.masked_fill(~keep, -1e9)  # got: no mask; expected: masked
+
+
+def _off_by_one_scores() -> tuple[torch.Tensor, torch.Tensor]:
+    expected = S.masked_fill(~torch.ones(6, 6).tril().bool(), -1e9)
+    return S.masked_fill(~torch.ones(6, 6).tril(-1).bool(), -1e9), expected
+
+
+def _overflow() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = X.clone()
+    x[0] *= 200
+    x = x.float()
+    naive = torch.exp(x) / torch.exp(x).sum(-1, keepdim=True)
+    return naive, torch.softmax(x, -1), x
+
+
+CASES: dict[str, tuple[Any, Any, dict[str, Any], str]] = {
+    # name: (got, expected, diagnose's keywords, the sentence's telling part)
+    "scale 1/sqrt(d)": (P / math.sqrt(32), P, {"inputs": [("q", torch.zeros(2, 3, 32))]},
+                        "times 0.176777 = 1/sqrt(32) (32: the size of axis 2 of `q`)"),
+    "scale with two names": (P / 8, P, {}, "times 0.125 = 1/8 (8: the size of axis 1 of the output) or 1/sqrt(64)"),
+    "scale 1/d": (P / 64, P, {}, "times 0.015625 = 1/64"),
+    "scale 2": (P * 2, P, {}, "times 2"),
+    "scale 1/2": (P / 2, P, {}, "times 0.5 = 1/2"),
+    "scale -1": (-P, P, {}, "times -1"),
+    "scale other": (P * 0.37, P, {}, "times 0.37, the same factor everywhere"),
+    "scalar scale": (3.0, 1.5, {}, "times 2"),
+    "offset": (P + 0.5, P, {}, "plus 0.5, the same amount everywhere"),
+    "per-row offset": (X, torch.log_softmax(X, -1), {}, "plus an amount that is the same all along axis 2"),
+    "per-row factor": (P * torch.rand(4, 8, 1, generator=_g(4), dtype=torch.float64), P, {},
+                       "times a factor that is the same all along axis 2"),
+    "transposed": (SQ.T, SQ, {}, "with axes 0 and 1 swapped (.transpose(0, 1))"),
+    "permuted shape": (P.transpose(0, 1), P, {}, "permuted as .permute(1, 0, 2), shape (8, 4, 64) instead of (4, 8, 64)"),
+    "reshaped": (P.reshape(8, 4, 64), P, {}, "in the expected order, with shape (8, 4, 64) instead of (4, 8, 64)"),
+    "shift later": (torch.cat([P[:, :1], P[:, :-1]], 1), P, {}, "moved one position later along axis 1"),
+    "shift earlier": (torch.cat([P[:, 1:], P[:, -1:]], 1), P, {}, "moved one position earlier along axis 1"),
+    "reduction axis": (torch.softmax(X, 1), P, {}, "sums to 1 along axis 1, while the expected one sums to 1 along axis 2"),
+    "causal mask off": (*_causal_scores(), {}, "with j - i > 0 (above the diagonal"),
+    "causal mask off by one": (*_off_by_one_scores(), {}, "exactly on the diagonal (the entries [i, i]"),
+    "prefix": (torch.cat([P[:, :3], P[:, 3:] + 1], 1), P, {}, "matches the expected one at positions 0..2 of axis 1 and"
+               " differs at every position from 3 on"),
+    "suffix": (torch.cat([P[:, :5] + 1, P[:, 5:]], 1), P, {}, "differs from the expected one at positions 0..4 of axis 1"
+               " and matches from position 5 on"),
+    "masked positions": (_padded(P), P, {"inputs": [("attention_mask", MASK)]},
+                         "only where `attention_mask` is False"),
+    "overflow": (*_overflow()[:2], {"inputs": [("x", _overflow()[2])]}, "all in rows where `x` reaches"),
+    "float32 rounding": (P.float().double(), P, {"atol": 1e-12, "rtol": 1e-12}, "within float32 rounding"),
+    "equals an input": (X, P, {"inputs": [("x", X)]}, "equals the input `x`, unchanged"),
+    "zeros": (torch.zeros_like(P), P, {}, "every value of your output is 0"),
+    "an earlier call's answer": (P[1:], torch.softmax(X[:3] * 2, -1), {"earlier": [("softmax(Tensor(3, 8, 64))", P[1:])]},
+                                 "equals what your code returned for an earlier call in this check, softmax("),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_diagnoser_describes_its_mismatch(case: str):
+    got, expected, kwargs, words = CASES[case]
+    kwargs = {"atol": 1e-6, "rtol": 1e-5, **kwargs}
+    sentence = diagnose(got, expected, **kwargs)
+    assert sentence is not None and words in sentence, sentence
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_mismatch_of_no_kind_gets_no_sentence(seed: int):
+    g = _g(100 + seed)
+    noise = torch.randn(P.shape, generator=g, dtype=torch.float64) * 1e-3
+    assert diagnose(P + noise, P, atol=1e-6, rtol=1e-5, inputs=[("x", X), ("attention_mask", MASK)]) is None
+    other = torch.randn(3, 5, generator=g)
+    assert diagnose(other, torch.randn(3, 5, generator=g), atol=1e-6, rtol=1e-5) is None
+    assert diagnose(2.1, 1.5, atol=1e-6, rtol=1e-5) is None  # a ratio of 1.4 is no named factor
+
+
+def test_the_sentence_reaches_the_failure_message_and_a_named_mistake_comes_first():
+    with pytest.raises(CheckFailure) as failure:
+        assert_close(P / 8, P, atol=1e-6, rtol=1e-5, name="attention")
+    assert "\nLooking closer: your output equals the expected one times 0.125 = 1/8" in str(failure.value)
+    mutant = types.SimpleNamespace(f=lambda: P / 8)
+    with pytest.raises(CheckFailure) as failure:
+        assert_close(P / 8, P, atol=1e-6, rtol=1e-5, name="attention",
+                     mistakes=Mistakes({"eighth": ("divided by 8", mutant)}, lambda m: m.f()))
+    assert failure.value.mistake == "eighth" and "Looking closer" not in str(failure.value)
+
+
+def test_the_sentence_describes_the_item_of_a_tuple_that_differs():
+    with pytest.raises(CheckFailure) as failure:
+        assert_equal((torch.arange(4), torch.arange(5) * 2), (torch.arange(4), torch.arange(5)))
+    assert "Looking closer: item [1]: your output equals the expected one times 2" in str(failure.value)
+
+
+def test_inputs_and_earlier_answers_come_from_the_recorded_calls():
+    answers = iter([P, P])
+    solution = types.SimpleNamespace(softmax=lambda x: next(answers))
+    with recording.recording(recording.signatures_from(types.SimpleNamespace(softmax=lambda x, dim=-1: None))):
+        first = solution.softmax(X)
+        recording.record("softmax", (X,), {}, first)
+        second = solution.softmax(X * 2)
+        recording.record("softmax", (X * 2,), {}, second)
+        with pytest.raises(CheckFailure) as failure:
+            assert_close(second, torch.softmax(X * 2, -1), atol=1e-6, rtol=1e-5)
+    assert "equals what your code returned for an earlier call in this check, softmax(Tensor(4, 8, 64))" in \
+        str(failure.value)
+
+
+# --- naming: only a mistake that explains everything the check compared ---------------------
+
+
+def _module(**fns: Any) -> types.SimpleNamespace:
+    return types.SimpleNamespace(**fns)
+
+
+def test_two_mistakes_that_agree_on_everything_are_both_named():
+    known = {"a": ("mistake A", _module(f=lambda: 2)), "b": ("mistake B", _module(f=lambda: 2)),
+             "c": ("mistake C", _module(f=lambda: 3))}
+    with pytest.raises(CheckFailure) as failure:
+        assert_equal(2, 1, mistakes=Mistakes(known, lambda m: m.f()))
+    assert failure.value.mistake == "a, b"
+    assert "each of these known mistakes" in str(failure.value)
+    assert "mistake A" in str(failure.value) and "mistake B" in str(failure.value)
+    assert "mistake C" not in str(failure.value)
+
+
+def test_a_mistake_that_disagrees_with_an_earlier_passed_comparison_is_not_named():
+    # "opposite" gives the student's wrong second output, but not the right first one the
+    # student gave: naming it would describe the opposite of what the student did
+    known = {"opposite": ("labels everywhere", _module(first=lambda: 10, second=lambda: 2))}
+    with recording.recording():
+        assert_equal(5, 5, mistakes=Mistakes(known, lambda m: m.first()))
+        with pytest.raises(CheckFailure) as failure:
+            assert_equal(2, 1, mistakes=Mistakes(known, lambda m: m.second()))
+    assert failure.value.mistake == "" and "known mistake" not in str(failure.value)
+    with recording.recording():  # without that earlier comparison it is what the student did
+        with pytest.raises(CheckFailure) as failure:
+            assert_equal(2, 1, mistakes=Mistakes(known, lambda m: m.second()))
+    assert failure.value.mistake == "opposite"
+
+
+# Labels set only at the [MASK] positions, not at the 10% random and 10% kept ones: the
+# opposite of labels_everywhere, whose corrupted input is the same as this one's.
+LABELS_ONLY_AT_MASK = '''
+import torch
+import torch.nn.functional as F
+
+
+def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask=None, mlm_probability=0.15, seed=None):
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    shape = input_ids.shape
+    probability = torch.full(shape, mlm_probability)
+    if special_tokens_mask is not None:
+        probability.masked_fill_(special_tokens_mask.bool(), 0.0)
+    selected = torch.bernoulli(probability, generator=generator).bool()
+    replaced = torch.bernoulli(torch.full(shape, 0.8), generator=generator).bool() & selected
+    randomized = torch.bernoulli(torch.full(shape, 0.5), generator=generator).bool() & selected & ~replaced
+    random_words = torch.randint(vocab_size, shape, dtype=torch.long, generator=generator)
+    labels = input_ids.clone()
+    labels[~replaced] = -100
+    masked = input_ids.clone()
+    masked[replaced] = mask_token_id
+    masked[randomized] = random_words[randomized]
+    return masked, labels
+
+
+def mlm_loss(logits, labels):
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+'''
+
+
+def test_labels_only_at_mask_positions_is_not_named_labels_everywhere(solutions_copy: Path, tmp_path: Path):
+    (solutions_copy / "pretraining" / "mlm_masking.py").write_text(LABELS_ONLY_AT_MASK)
+    out = tmp_path / "results.json"
+    proc = run_grade("--solutions", str(solutions_copy), "pretraining.mlm_masking", "--report", f"json:{out}", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    checks = {c["name"]: c for t in load_results(out)["tracks"] for e in t["exercises"] for c in e["checks"]}
+    failed = [c for c in checks.values() if c["outcome"] == "failed"]
+    assert failed, "the mistake must be caught"
+    assert not any("labels_everywhere" in c["mistake"] for c in failed), [c["message"] for c in failed]
+    assert checks["labels_and_special_tokens"]["outcome"] == "failed"
+
