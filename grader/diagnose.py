@@ -24,10 +24,19 @@ import numpy as np
 import torch
 
 MAX_ELEMENTS = 1 << 24  # larger outputs are not diagnosed (the comparison has said enough)
+IGNORE_INDEX = -100  # the label value that marks a position out of the loss
 LARGE = 10.0  # an input magnitude from which overflow is plausible to point at
 
 
+def _numbers(x: Any) -> bool:
+    """A flat list or tuple of plain numbers (token ids, positions, losses)."""
+    return (isinstance(x, (list, tuple)) and 2 <= len(x) <= MAX_ELEMENTS
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x))
+
+
 def _tensor(x: Any) -> torch.Tensor | None:
+    if _numbers(x):
+        return torch.tensor([float(v) for v in x], dtype=torch.float64)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             return None
@@ -113,7 +122,9 @@ def _diagnose(actual: Any, expected: Any, atol: float, rtol: float, inputs: Sequ
     converted = [(n, t) for n, t in ((n, _tensor(v)) for n, v in inputs) if t is not None]
     earlier_t = [(n, t) for n, t in ((n, _tensor(v)) for n, v in earlier) if t is not None]
     case = _Case(a, e, atol, rtol, converted, list(inputs), earlier_t, expected_dtype, _torch_dtype(actual),
-                 scalar=e.dim() == 0 or not isinstance(expected, (torch.Tensor, np.ndarray)))
+                 scalar=e.dim() == 0)
+    if a.shape == e.shape and case.fits(a, e):
+        return None  # the values agree: what differs is the type or dtype, which the message says
     for diagnoser in DIAGNOSERS:
         sentence = diagnoser(case)
         if sentence:
@@ -133,6 +144,32 @@ def _constant(c: _Case) -> str | None:
     if float(first) == 0:
         return "every value of your output is 0"
     return f"every value of your output is {float(first):.6g}"
+
+
+def _complement(c: _Case) -> str | None:
+    """A 0/1 (or boolean) output that is the expected one inverted."""
+    if c.a.shape != c.e.shape or c.a.numel() < 2:
+        return None
+    binary = ((c.e == 0) | (c.e == 1)).all() and ((c.a == 0) | (c.a == 1)).all()
+    if not binary or not torch.equal(c.a, 1 - c.e) or (c.e == c.e.reshape(-1)[0]).all():
+        return None
+    word = ("True", "False") if c.expected_dtype == torch.bool else ("1", "0")
+    return (f"your output is the expected one inverted: {word[0]} exactly where the expected one is {word[1]},"
+            " and the other way round")
+
+
+def _finite_for_infinite(c: _Case) -> str | None:
+    """-inf (or inf) expected, a large finite number given, everything else right."""
+    if c.a.shape != c.e.shape:
+        return None
+    inf = torch.isinf(c.e)
+    if not inf.any() or not torch.isfinite(c.a[inf]).all() or not bool(c.close(c.a, c.e)[~inf].all()):
+        return None
+    values = c.a[inf].unique()
+    shown = f"{float(values[0]):.6g}" if values.numel() == 1 else f"finite values such as {float(values[0]):.6g}"
+    signs = "-inf" if (c.e[inf] < 0).all() else ("inf" if (c.e[inf] > 0).all() else "an infinity")
+    return (f"your output holds {shown} where the expected one is {signs} ({int(inf.sum())} entries), and matches"
+            " everywhere else")
 
 
 def _equals_input(c: _Case) -> str | None:
@@ -222,19 +259,26 @@ def _float32_rounding(c: _Case) -> str | None:
     if not (torch.isfinite(c.a) == torch.isfinite(c.e)).all():
         return None
     finite = torch.isfinite(c.e)
-    scale = float(c.e[finite].abs().max()) if finite.any() else 0.0
-    err = float((c.a - c.e)[finite].abs().max()) if finite.any() else 0.0
-    if scale == 0 or not 1e-12 * scale < err <= 3e-6 * scale:
+    a, e = c.a[finite], c.e[finite]
+    if a.numel() == 0:
         return None
-    return (f"your output is within float32 rounding of the expected one (largest error {err:.2g}, on values up to"
-            f" {scale:.3g}) but not within the float64 tolerance: somewhere your computation runs in float32 where"
-            " float64 was asked (a float32 tensor created inside, or a cast)")
+    err = float((a - e).abs().max())
+    scale = float(e.abs().max())
+    # every value a float32 number (computed in float32, then cast back), and each within a
+    # few float32 roundings of its expected value
+    representable = torch.equal(a.float().double(), a)
+    near = bool(((a - e).abs() <= 8 * torch.finfo(torch.float32).eps * e.abs() + 1e-30).all())
+    if err == 0 or not representable or not near:
+        return None
+    return (f"every value of your output is a float32 number (it survives a round trip through float32 unchanged)"
+            f" within float32 rounding of the expected one (largest error {err:.2g}, on values up to {scale:.3g}):"
+            " your computation runs in float32 somewhere, where float64 was asked")
 
 
 def _named_constants(c: _Case) -> list[tuple[float, str]]:
     """Factors worth naming for the shapes at hand: 2, 1/2, -1, and d, 1/d, sqrt(d),
     1/sqrt(d), d/(d-1), (d-1)/d for every size d of the output's and inputs' axes and every
-    integer input."""
+    integer input; each with how to read it ("1/sqrt(64) (64: the size of axis 2 of `q`)")."""
     out: list[tuple[float, str]] = [(2.0, "2"), (0.5, "1/2"), (-1.0, "-1"), (-2.0, "-2"), (-0.5, "-1/2")]
     sizes: dict[int, str] = {}
     for k, d in enumerate(c.e.shape):
@@ -260,8 +304,16 @@ def _name_factor(c: _Case, factor: float) -> tuple[float, str] | None:
     names = [(value, text) for value, text in _named_constants(c) if abs(factor - value) <= 1e-6 * abs(value)]
     if not names:
         return None
-    texts = list(dict.fromkeys(text for _, text in names))
-    return names[0][0], " or ".join(texts[:3])
+    if " (" not in names[0][1]:
+        return names[0]  # 2, 1/2, -1: no size needed to read them
+    shown = f"{names[0][0]:.6g}"
+    texts = []
+    for _, text in names:
+        # "6 (6: the size of axis 0 ...)" reads "6, the size of axis 0 ..."
+        formula, _, where = text.partition(" (")
+        texts.append(f"{formula} ({where}" if formula != shown else f"{shown}, {where[len(shown) + 2:-1]}" if where
+                     else shown)
+    return names[0][0], " or ".join(list(dict.fromkeys(texts))[:3])
 
 
 def _scale(c: _Case) -> str | None:
@@ -278,7 +330,11 @@ def _scale(c: _Case) -> str | None:
         value, named = found
         if c.fits(c.a, value * c.e):
             shown = f"{value:.6g}"
-            return f"your output equals the expected one times {shown}" + ("" if named == shown else f" = {named}")
+            if named == shown:
+                return f"your output equals the expected one times {shown}"
+            if named.startswith(f"{shown}, "):
+                return f"your output equals the expected one times {named}"
+            return f"your output equals the expected one times {shown} = {named}"
     if c.scalar or c.e.numel() < 3 or (c.e == c.e.reshape(-1)[0]).all():
         return None  # any single number is some multiple of another
     if c.fits(c.a, factor * c.e):
@@ -331,17 +387,24 @@ def _normalised_axis(c: _Case) -> str | None:
     return None
 
 
-def _mask_inputs(c: _Case) -> list[tuple[str, torch.Tensor, bool]]:
+def _mask_inputs(c: _Case) -> list[tuple[str, torch.Tensor, str, str]]:
+    """Inputs that mark positions, aligned to the output: boolean or 0/1 masks, and integer
+    labels holding the ignore index; each with how to say its 0 and its 1."""
     out = []
     for name, raw in c.raw_inputs:
         t = _tensor(raw)
         if t is None or t.dim() == 0:
             continue
-        is_bool = _torch_dtype(raw) == torch.bool
+        dtype = _torch_dtype(raw)
+        is_bool = dtype == torch.bool
         if is_bool or ("mask" in name.lower() and bool(((t == 0) | (t == 1)).all())):
             aligned = _align(t, tuple(c.a.shape))
             if aligned is not None:
-                out.append((name, aligned, is_bool))
+                out.append((name, aligned, "False" if is_bool else "0", "True" if is_bool else "1"))
+        elif dtype is not None and not dtype.is_floating_point and bool((t == IGNORE_INDEX).any()):
+            aligned = _align((t != IGNORE_INDEX).double(), tuple(c.a.shape))
+            if aligned is not None:
+                out.append((name, aligned, f"{IGNORE_INDEX}, the ignored positions", f"not {IGNORE_INDEX}"))
     return out
 
 
@@ -359,15 +422,15 @@ def _masked(c: _Case) -> str | None:
     if c.a.shape != c.e.shape or c.a.dim() == 0:
         return None
     wrong = c.wrong
-    for name, mask, is_bool in _mask_inputs(c):
-        for value, where in ((0.0, "False" if is_bool else "0"), (1.0, "True" if is_bool else "1")):
+    for name, mask, zero, one in _mask_inputs(c):
+        for value, where in ((0.0, zero), (1.0, one)):
             at = mask == value
             if at.all() or not at.any():
                 continue
             if bool(wrong[~at].any()) or not wrong[at].any():
                 continue
-            return (f"your output differs from the expected one only where `{name}` is {where} ({int(wrong.sum())}"
-                    f" of the {int(at.sum())} entries there differ), and matches everywhere else")
+            return (f"your output differs from the expected one only where `{name}` is {where}: {int(wrong.sum())}"
+                    f" of the {int(at.sum())} entries there differ, and everything else matches")
     return None
 
 
@@ -416,14 +479,14 @@ def _prefix(c: _Case) -> str | None:
         where = _axis(k, c.e.dim())
         # a run of one matching position says little (the first query of causal attention
         # sees one key whatever the mistake): two or more are needed
+        if first_bad == last_bad and n >= 3:
+            return f"your output differs from the expected one only at position {first_bad} of {where}"
         if bad[first_bad:].all() and first_bad >= 2:
             return (f"your output matches the expected one at {_positions(0, first_bad - 1)} of {where} and differs"
                     f" at every position from {first_bad} on")
         if bad[:last_bad + 1].all() and last_bad <= n - 3:
             return (f"your output differs from the expected one at {_positions(0, last_bad)} of {where} and matches"
                     f" from position {last_bad + 1} on")
-        if first_bad == last_bad and n >= 3:
-            return f"your output differs from the expected one only at position {first_bad} of {where}"
     return None
 
 
@@ -458,8 +521,45 @@ def _per_axis(kind: str) -> Callable[[_Case], str | None]:
     return diagnoser
 
 
+def _some_positions(c: _Case) -> str | None:
+    """The mismatches confined to a few positions of one axis (a few rows of a batch)."""
+    if c.a.shape != c.e.shape or c.a.dim() == 0:
+        return None
+    wrong = c.wrong
+    best = None
+    for k, n in enumerate(c.e.shape):
+        if n < 4:
+            continue
+        bad = wrong.movedim(k, 0).reshape(n, -1).any(1)
+        count = int(bad.sum())
+        if 2 <= count <= n // 2 and (best is None or count / n < best[0]):
+            best = (count / n, k, bad.nonzero().reshape(-1).tolist(), n)
+    if best is None:
+        return None
+    _, k, positions, n = best
+    shown = ", ".join(map(str, positions[:8])) + (", ..." if len(positions) > 8 else "")
+    return (f"your output differs from the expected one only at positions {shown} of {_axis(k, c.e.dim())}"
+            f" ({len(positions)} of {n}), and matches at the others")
+
+
+def _near(c: _Case) -> str | None:
+    """Close everywhere, just not within the tolerance: a small, spread difference."""
+    if c.a.shape != c.e.shape or c.e.numel() < 2:
+        return None
+    if not (torch.isfinite(c.a).all() and torch.isfinite(c.e).all()):
+        return None
+    scale = float(c.e.abs().max())
+    err = float((c.a - c.e).abs().max())
+    if scale == 0 or err > 1e-2 * scale:
+        return None
+    return (f"your output is close to the expected one everywhere, but not within the tolerance: the largest"
+            f" difference is {err:.2g}, {err / scale:.1e} of the largest expected value ({scale:.3g})")
+
+
 DIAGNOSERS: list[Callable[[_Case], str | None]] = [
     _constant,
+    _complement,
+    _finite_for_infinite,
     _equals_input,
     _equals_earlier,
     _reshaped,
@@ -473,6 +573,8 @@ DIAGNOSERS: list[Callable[[_Case], str | None]] = [
     _masked,
     _triangle,
     _prefix,
+    _some_positions,
     _per_axis("scale"),
     _per_axis("offset"),
+    _near,
 ]

@@ -86,6 +86,19 @@ CASES: dict[str, tuple[Any, Any, dict[str, Any], str]] = {
     "float32 rounding": (P.float().double(), P, {"atol": 1e-12, "rtol": 1e-12}, "within float32 rounding"),
     "equals an input": (X, P, {"inputs": [("x", X)]}, "equals the input `x`, unchanged"),
     "zeros": (torch.zeros_like(P), P, {}, "every value of your output is 0"),
+    "close": (P * (1 + 1e-3 * torch.rand(P.shape, generator=_g(5), dtype=torch.float64)), P, {},
+              "close to the expected one everywhere, but not within the tolerance"),
+    "a few rows": (torch.cat([P[:2], P[2:3] + 1, P[3:]]).index_add(0, torch.tensor([0]), torch.ones(1, 8, 64, dtype=torch.float64)), P, {},
+                   "only at positions 0, 2 of axis 0 (2 of 4)"),
+    "ignored labels": (torch.where(torch.arange(8) % 3 == 0, 0.5, P[0, :, 0]), P[0, :, 0],
+                       {"inputs": [("labels", torch.where(torch.arange(8) % 3 == 0, -100, 7))]},
+                       "only where `labels` is -100, the ignored positions: 3 of the 3 entries there differ"),
+    "mask inverted": (~torch.ones(5, 5).tril().bool(), torch.ones(5, 5).tril().bool(), {"atol": 0, "rtol": 0},
+                      "inverted: True exactly where the expected one is False"),
+    "finite for -inf": (torch.zeros(5, 5).masked_fill(~torch.ones(5, 5).tril().bool(), -1e9),
+                        torch.zeros(5, 5).masked_fill(~torch.ones(5, 5).tril().bool(), -math.inf), {"atol": 0, "rtol": 0},
+                        "holds -1e+09 where the expected one is -inf (10 entries)"),
+    "ids off by one": ([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], {"atol": 0, "rtol": 0}, "plus 1, the same amount everywhere"),
     "an earlier call's answer": (P[1:], torch.softmax(X[:3] * 2, -1), {"earlier": [("softmax(Tensor(3, 8, 64))", P[1:])]},
                                  "equals what your code returned for an earlier call in this check, softmax("),
 }
@@ -102,7 +115,7 @@ def test_each_diagnoser_describes_its_mismatch(case: str):
 @pytest.mark.parametrize("seed", range(5))
 def test_a_mismatch_of_no_kind_gets_no_sentence(seed: int):
     g = _g(100 + seed)
-    noise = torch.randn(P.shape, generator=g, dtype=torch.float64) * 1e-3
+    noise = torch.randn(P.shape, generator=g, dtype=torch.float64) * 0.05 * float(P.max())  # 5%: not "close"
     assert diagnose(P + noise, P, atol=1e-6, rtol=1e-5, inputs=[("x", X), ("attention_mask", MASK)]) is None
     other = torch.randn(3, 5, generator=g)
     assert diagnose(other, torch.randn(3, 5, generator=g), atol=1e-6, rtol=1e-5) is None
