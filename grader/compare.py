@@ -367,9 +367,9 @@ def _same_inputs(a: Any, b: Any) -> bool:
 def _first_difference(actual: Any, expected: Any, atol: float, rtol: float, check_dtype: bool,
                       where: str = "") -> tuple[Any, Any, str]:
     """The innermost items of `actual` and `expected` where they first differ, and which."""
-    from grader.diagnose import _numbers
+    from grader.diagnose import _atoms, _numbers
 
-    if _numbers(expected) and _numbers(actual):  # a list of numbers is described whole
+    if (_numbers(expected) and _numbers(actual)) or (_atoms(expected) and _atoms(actual)):  # described whole
         return actual, expected, where
     if isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)) and len(actual) == len(expected):
         for i, (a, e) in enumerate(zip(actual, expected)):

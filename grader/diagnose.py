@@ -112,7 +112,78 @@ def _diagnose(actual: Any, expected: Any, atol: float, rtol: float, inputs: Sequ
               earlier: Sequence[tuple[str, Any]]) -> str | None:
     a, e = _tensor(actual), _tensor(expected)
     if a is None or e is None:
+        return _sequence(actual, expected) if _atoms(actual) and _atoms(expected) else None
+    numeric = _numeric(a, e, actual, expected, atol, rtol, inputs, earlier)
+    if numeric is None and _atoms(actual) and _atoms(expected):
+        return _sequence(actual, expected)
+    return numeric
+
+
+def _atoms(x: Any) -> bool:
+    """A list or tuple of plain, hashable items: pieces of text, tokens, ids, merges."""
+    def atom(v: Any) -> bool:
+        return isinstance(v, (str, bytes, int, float)) or (isinstance(v, tuple) and len(v) <= 4 and all(map(atom, v)))
+
+    return isinstance(x, (list, tuple)) and len(x) <= 100_000 and all(map(atom, x))
+
+
+def _show(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _sequence(actual: Sequence[Any], expected: Sequence[Any]) -> str | None:
+    """How two lists of tokens, pieces or ids relate: the same items in another order, items
+    missing or added, or pieces that join to the same text split another way."""
+    a, e = list(actual), list(expected)
+    if a == e:
         return None
+    if len(a) == len(e) and sorted(map(repr, a)) == sorted(map(repr, e)):
+        first = next(i for i, (x, y) in enumerate(zip(a, e)) if x != y)
+        return (f"your output holds exactly the expected items in another order (the first out of place is at"
+                f" index {first}: {_show(a[first])}, where {_show(e[first])} is expected)")
+    for longer, shorter, what in ((e, a, "without"), (a, e, "with")):
+        if len(longer) > len(shorter) and _subsequence(shorter, longer):
+            extra = _extra(shorter, longer)
+            items = ", ".join(f"{_show(longer[i])} at index {i}" for i in extra[:3]) + (", ..." if len(extra) > 3 else "")
+            n = len(extra)
+            kind = "missing" if what == "without" else "extra"
+            return (f"your output is the expected list {what} {n} item{'s' if n > 1 else ''} ({kind}: {items}),"
+                    " everything else in order")
+    for join in (_join_text, _join_bytes):
+        ja, je = join(a), join(e)
+        if ja is not None and je is not None and ja == je:
+            return (f"your pieces join to exactly the expected text: only where it is split differs ({len(a)} pieces"
+                    f" where {len(e)} are expected)")
+    return None
+
+
+def _subsequence(short: list[Any], long: list[Any]) -> bool:
+    it = iter(long)
+    return all(any(x == y for y in it) for x in short)
+
+
+def _extra(short: list[Any], long: list[Any]) -> list[int]:
+    """The indices of `long` left over when `short` is matched in it greedily."""
+    out, j = [], 0
+    for i, y in enumerate(long):
+        if j < len(short) and short[j] == y:
+            j += 1
+        else:
+            out.append(i)
+    return out
+
+
+def _join_text(items: list[Any]) -> str | None:
+    return "".join(items) if items and all(isinstance(v, str) for v in items) else None
+
+
+def _join_bytes(items: list[Any]) -> bytes | None:
+    return b"".join(items) if items and all(isinstance(v, bytes) for v in items) else None
+
+
+def _numeric(a: torch.Tensor, e: torch.Tensor, actual: Any, expected: Any, atol: float, rtol: float,
+             inputs: Sequence[tuple[str, Any]], earlier: Sequence[tuple[str, Any]]) -> str | None:
     expected_dtype = _torch_dtype(expected)
     if atol == 0 and rtol == 0 and expected_dtype is not None and expected_dtype.is_floating_point:
         # an exact comparison of floats: "fits" still allows a few ulps of the dtype
@@ -126,7 +197,10 @@ def _diagnose(actual: Any, expected: Any, atol: float, rtol: float, inputs: Sequ
     if a.shape == e.shape and case.fits(a, e):
         return None  # the values agree: what differs is the type or dtype, which the message says
     for diagnoser in DIAGNOSERS:
-        sentence = diagnoser(case)
+        try:
+            sentence = diagnoser(case)
+        except Exception:  # one diagnoser's blind spot must not silence the others
+            continue
         if sentence:
             return sentence
     return None
@@ -220,8 +294,10 @@ def _permuted_same_shape(c: _Case) -> str | None:
 
 
 def _overflow(c: _Case) -> str | None:
+    if c.a.shape != c.e.shape or c.a.dim() == 0:
+        return None
     bad = ~torch.isfinite(c.a) & torch.isfinite(c.e)
-    if c.a.shape != c.e.shape or not bad.any() or c.a.dim() == 0:
+    if not bad.any():
         return None
     for name, x in c.inputs:
         if not x.dtype.is_floating_point or x.dim() == 0:

@@ -98,6 +98,10 @@ CASES: dict[str, tuple[Any, Any, dict[str, Any], str]] = {
     "finite for -inf": (torch.zeros(5, 5).masked_fill(~torch.ones(5, 5).tril().bool(), -1e9),
                         torch.zeros(5, 5).masked_fill(~torch.ones(5, 5).tril().bool(), -math.inf), {"atol": 0, "rtol": 0},
                         "holds -1e+09 where the expected one is -inf (10 entries)"),
+    "items reordered": ([(1, 2), (3, 4)], [(3, 4), (1, 2)], {}, "holds exactly the expected items in another order"),
+    "item missing": ([b"a", b"c"], [b"a", b"b", b"c"], {}, "without 1 item (missing: b'b' at index 1)"),
+    "item added": (["a", "", "b"], ["a", "b"], {}, "with 1 item (extra: '' at index 1)"),
+    "split differently": (["ab", " c"], ["a", "b ", "c"], {}, "join to exactly the expected text"),
     "ids off by one": ([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], {"atol": 0, "rtol": 0}, "plus 1, the same amount everywhere"),
     "an earlier call's answer": (P[1:], torch.softmax(X[:3] * 2, -1), {"earlier": [("softmax(Tensor(3, 8, 64))", P[1:])]},
                                  "equals what your code returned for an earlier call in this check, softmax("),
@@ -120,6 +124,8 @@ def test_a_mismatch_of_no_kind_gets_no_sentence(seed: int):
     other = torch.randn(3, 5, generator=g)
     assert diagnose(other, torch.randn(3, 5, generator=g), atol=1e-6, rtol=1e-5) is None
     assert diagnose(2.1, 1.5, atol=1e-6, rtol=1e-5) is None  # a ratio of 1.4 is no named factor
+    assert diagnose(["x", "y"], ["a", "b"], atol=0, rtol=0) is None
+    assert diagnose([3, 1, 4], [1, 5, 9, 2], atol=0, rtol=0) is None
 
 
 def test_the_sentence_reaches_the_failure_message_and_a_named_mistake_comes_first():
