@@ -87,7 +87,7 @@ CASES: dict[str, tuple[Any, Any, dict[str, Any], str]] = {
     "equals an input": (X, P, {"inputs": [("x", X)]}, "equals the input `x`, unchanged"),
     "zeros": (torch.zeros_like(P), P, {}, "every value of your output is 0"),
     "close": (P * (1 + 1e-3 * torch.rand(P.shape, generator=_g(5), dtype=torch.float64)), P, {},
-              "close to the expected one everywhere, but not within the tolerance"),
+              "everywhere, yet outside the tolerance"),
     "a few rows": (torch.cat([P[:2], P[2:3] + 1, P[3:]]).index_add(0, torch.tensor([0]), torch.ones(1, 8, 64, dtype=torch.float64)), P, {},
                    "only at positions 0, 2 of axis 0 (2 of 4)"),
     "ignored labels": (torch.where(torch.arange(8) % 3 == 0, 0.5, P[0, :, 0]), P[0, :, 0],
