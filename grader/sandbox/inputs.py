@@ -252,7 +252,7 @@ def call_name(fn: Any, name: str | None = None) -> str:
     if isinstance(fn, (types.FunctionType, types.MethodType, type)):
         qualname = getattr(fn, "__qualname__", None)
         if isinstance(qualname, str):
-            return qualname
+            return qualname.rpartition("<locals>.")[2]  # a function defined inside another: its own name
     torch = sys.modules.get("torch")
     method = "forward" if torch is not None and isinstance(fn, torch.nn.Module) else "__call__"
     return f"{type(fn).__qualname__}.{method}"
