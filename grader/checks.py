@@ -15,7 +15,8 @@ message can name the mistake whose output the student's equals. With `atol`/`rto
 comparison is `assert_close`; without, exact (`assert_equal`).
 
 The properties are methods of the same object (`expect.causal`, `expect.gradients`,
-`expect.in_place`, `expect.hf_parity`) and, for statistics, module functions
+`expect.in_place`, `expect.hf_parity`, `expect.seeded`: a function given a `generator`
+draws from it and from nothing else) and, for statistics, module functions
 (`assert_rate`, `assert_counts`, `assert_mean`) whose false-failure rate is stated in the
 message.
 """
@@ -209,6 +210,60 @@ class Expect:
         truth = hf_output(hf_module, state_dict, *args, output=output, **kwargs)
         return self(run, truth=truth, atol=atol, rtol=rtol,
                     name=f"{name} vs transformers' {type(hf_module).__name__} with the same weights")
+
+    def seeded(
+        self,
+        fn: Callable[[Any], Any],
+        args: list[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str,
+        generator: str = "generator",
+        seed: int = 20240611,
+        other_seed: int = 1_000_003,
+    ) -> Any:
+        """`fn(module)`, given a `torch.Generator` as its argument `generator`, must draw its
+        randomness from that generator and from nothing else. Called three times in the
+        solution's process on fresh copies of `args`, with generators seeded `seed`, `seed`
+        and `other_seed`: the two runs seeded alike must give identical results and leave
+        identical arguments (bit for bit: an initialiser fills its argument), the run seeded
+        otherwise must differ, and torch's, numpy's and Python's global random states must be
+        untouched. A known mistake that breaks the same rules the same way is named.
+        Returns what the solution returned on the first run."""
+        from grader.inputs import same_value
+
+        def runs(module: Any) -> dict[str, Any]:
+            return probes.seeded_runs(fn(module), list(args), dict(kwargs or {}), generator, [seed, seed, other_seed])
+
+        def observed(got: dict[str, Any]) -> tuple[bool, ...]:
+            first, again, other = ((r["result"], r["args"], r["kwargs"]) for r in got["runs"])
+            changed = got["changed"]
+            return (same_value(first, again), not same_value(first, other),
+                    not changed["torch"], not changed["numpy"], not changed["random"])
+
+        got = runs(self.solution)
+        alike, differ, torch_kept, numpy_kept, random_kept = verdict = observed(got)
+        g = f"`{generator}`"
+        problems = []
+        if not alike:
+            problems.append(f"two calls with generators seeded alike (torch.Generator().manual_seed({seed}) as {g})"
+                            f" returned different tensors: your code draws from something other than the {g} it is"
+                            " given (torch's global RNG?)")
+        if not torch_kept:
+            problems.append(f"torch's global random state changed during the call: draw only from {g}"
+                            f" (torch.rand(..., generator={generator}), tensor.uniform_(..., generator={generator}))"
+                            " and never reseed the global generator (torch.manual_seed)")
+        if not numpy_kept:
+            problems.append(f"numpy's global random state changed during the call (np.random): draw only from {g}")
+        if not random_kept:
+            problems.append(f"Python's `random` state changed during the call: draw only from {g}")
+        if alike and not differ:
+            problems.append(f"calls with generators seeded differently ({seed} and {other_seed}) returned identical"
+                            f" tensors: your code must draw its random values from the {g} it is given (not from a"
+                            " generator of its own seeded with a constant)")
+        if problems:
+            fail(f"{name}: " + "; ".join(problems), verdict, self.mistakes(lambda m: observed(runs(m))))
+        return got["runs"][0]["result"]
 
 
 def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *args: Any,
