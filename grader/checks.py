@@ -221,6 +221,7 @@ class Expect:
         generator: str = "generator",
         seed: int = 20240611,
         other_seed: int = 1_000_003,
+        pass_seed: bool = False,
     ) -> Any:
         """`fn(module)`, given a `torch.Generator` as its argument `generator`, must draw its
         randomness from that generator and from nothing else. Called three times in the
@@ -228,12 +229,14 @@ class Expect:
         and `other_seed`: the two runs seeded alike must give identical results and leave
         identical arguments (bit for bit: an initialiser fills its argument), the run seeded
         otherwise must differ, and torch's, numpy's and Python's global random states must be
-        untouched. A known mistake that breaks the same rules the same way is named.
-        Returns what the solution returned on the first run."""
+        untouched. With `pass_seed` the argument takes the seed itself, an int
+        (`mask_tokens(..., seed=s)`), and the same rules hold. A known mistake that breaks the
+        same rules the same way is named. Returns what the solution returned on the first run."""
         from grader.inputs import same_value
 
         def runs(module: Any) -> dict[str, Any]:
-            return probes.seeded_runs(fn(module), list(args), dict(kwargs or {}), generator, [seed, seed, other_seed])
+            return probes.seeded_runs(fn(module), list(args), dict(kwargs or {}), generator, [seed, seed, other_seed],
+                                      pass_seed)
 
         def observed(got: dict[str, Any]) -> tuple[bool, ...]:
             first, again, other = ((r["result"], r["args"], r["kwargs"]) for r in got["runs"])
@@ -244,27 +247,32 @@ class Expect:
         got = runs(self.solution)
         alike, differ, torch_kept, numpy_kept, random_kept = verdict = observed(got)
         g = f"`{generator}`"
+        if pass_seed:
+            same, different = f"the same {g} ({seed})", f"different values of {g} ({seed} and {other_seed})"
+            source = f"a generator of its own, g = torch.Generator().manual_seed({generator})"
+            draw = "torch.rand(..., generator=g)"
+        else:
+            same = f"generators seeded alike (torch.Generator().manual_seed({seed}) as {g})"
+            different = f"generators seeded differently ({seed} and {other_seed})"
+            source = f"the {g} it is given"
+            draw = f"torch.rand(..., generator={generator}), tensor.uniform_(..., generator={generator})"
         problems = []
         if not alike:
-            problems.append(f"two calls with generators seeded alike (torch.Generator().manual_seed({seed}) as {g})"
-                            f" returned different tensors: your code draws from something other than the {g} it is"
-                            " given (torch's global RNG?)")
+            problems.append(f"two calls with {same} returned different tensors: your code draws from something other"
+                            f" than {source} (torch's global RNG?)")
         if not torch_kept:
-            problems.append(f"torch's global random state changed during the call: draw only from {g}"
-                            f" (torch.rand(..., generator={generator}), tensor.uniform_(..., generator={generator}))"
+            problems.append(f"torch's global random state changed during the call: draw only from {source} ({draw})"
                             " and never reseed the global generator (torch.manual_seed)")
         if not numpy_kept:
-            problems.append(f"numpy's global random state changed during the call (np.random): draw only from {g}")
+            problems.append(f"numpy's global random state changed during the call (np.random): draw only from {source}")
         if not random_kept:
-            problems.append(f"Python's `random` state changed during the call: draw only from {g}")
+            problems.append(f"Python's `random` state changed during the call: draw only from {source}")
         if alike and not differ:
-            problems.append(f"calls with generators seeded differently ({seed} and {other_seed}) returned identical"
-                            f" tensors: your code must draw its random values from the {g} it is given (not from a"
-                            " generator of its own seeded with a constant)")
+            problems.append(f"calls with {different} returned identical tensors: your code must draw its random values"
+                            f" from {source} (not from a generator seeded with a constant)")
         if problems:
             fail(f"{name}: " + "; ".join(problems), verdict, self.mistakes(lambda m: observed(runs(m))))
         return got["runs"][0]["result"]
-
 
 def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *args: Any,
               output: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:

@@ -31,9 +31,11 @@ from grader.sandbox.inputs import (
     same_data,
     same_value,
     snapshot,
+    unguarded,
 )
 
 __all__ = [
     "LIMIT_BYTES", "MAX_ITEMS", "Change", "GuardedModule", "InputModified", "Snapshot", "call_name", "checked_call",
     "guarded", "message", "modified", "parameter_names", "restore", "same_data", "same_value", "snapshot",
+    "unguarded",
 ]

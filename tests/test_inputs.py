@@ -232,6 +232,10 @@ def leaves_it(x):
     return x * 2
 
 
+def dropout(x, p=0.5, generator=None):
+    return x.mul_(torch.rand(x.shape, generator=generator) > p)
+
+
 class Layer(torch.nn.Module):
     def forward(self, x):
         return x.clamp_(min=0)
@@ -267,12 +271,15 @@ def test_the_server_fails_a_call_that_modifies_an_argument(student: types.Module
 
 def test_the_server_checks_the_student_functions_a_probe_calls(student: types.ModuleType):
     server = server_with(student, [])
-    probe = {"op": Op.PROBE, "name": "call_inplace", "args": (student.relu_backward, [torch.ones(2), -torch.ones(2)])}
-    with pytest.raises(inputs.InputModified, match="relu_backward modified its argument `grad_y`"):
-        server.handle(probe)
     program = [["const", torch.ones(2)], ["call", "relu_backward", [["reg", 0], ["val", -torch.ones(2)]]]]
     with pytest.raises(inputs.InputModified, match="relu_backward modified its argument `grad_y`"):
         server.handle({"op": Op.PROBE, "name": "run_program", "args": (student, program, [1])})
+    with pytest.raises(inputs.InputModified, match="dropout modified its argument `x`"):
+        server.handle({"op": Op.PROBE, "name": "seeded_runs", "args": (student.dropout, [torch.ones(20)], {})})
+    # call_inplace reports what the call did to its arguments: judging it is expect.in_place's.
+    got = server.handle({"op": Op.PROBE, "name": "call_inplace",
+                         "args": (student.relu_backward, [torch.ones(2), -torch.ones(2)])})
+    assert got["args"][0].tolist() == [0.0, 0.0]
 
 
 def test_direct_mode_wraps_the_modules_own_functions_only(student: types.ModuleType):

@@ -156,7 +156,7 @@ def test_a_function_drawing_from_its_generator_alone_passes():
     (reseeding_init, ["torch's global random state changed", "never reseed the global generator (torch.manual_seed)",
                       "calls with generators seeded differently", "returned identical tensors"]),
     (numpy_init, ["seeded alike", "numpy's global random state changed during the call"]),
-    (python_random_init, ["Python's `random` state changed during the call: draw only from `generator`"]),
+    (python_random_init, ["Python's `random` state changed during the call: draw only from the `generator` it is given"]),
     (constant_init, ["calls with generators seeded differently (20240611 and 1000003) returned identical tensors"]),
 ])
 def test_a_function_drawing_from_anything_else_fails_saying_what_was_seen(fn: Any, words: list[str]):
@@ -167,6 +167,29 @@ def test_a_function_drawing_from_anything_else_fails_saying_what_was_seen(fn: An
     assert message.startswith("init(w, generator=g): ")
     for w in words:
         assert w in message, message
+
+
+def own_generator_mask(ids, seed=None):
+    g = torch.Generator().manual_seed(seed)
+    return torch.where(torch.rand(ids.shape, generator=g) < 0.5, 0, ids)
+
+
+def reseeding_mask(ids, seed=None):
+    torch.manual_seed(seed)  # the same draws as a generator of its own, but the global state moves
+    return torch.where(torch.rand(ids.shape) < 0.5, 0, ids)
+
+
+def test_a_function_taking_a_seed_makes_its_own_generator():
+    ids = torch.arange(1, 41)
+    Expect(namespace(mask=own_generator_mask), dict).seeded(lambda s: s.mask, [ids], generator="seed", pass_seed=True,
+                                                            name="mask(ids, seed=s)")
+    with pytest.raises(CheckFailure) as info:
+        Expect(namespace(mask=reseeding_mask), dict).seeded(lambda s: s.mask, [ids], generator="seed", pass_seed=True,
+                                                            name="mask(ids, seed=s)")
+    assert str(info.value) == (
+        "mask(ids, seed=s): torch's global random state changed during the call: draw only from a generator of its"
+        " own, g = torch.Generator().manual_seed(seed) (torch.rand(..., generator=g)) and never reseed the global"
+        " generator (torch.manual_seed)")
 
 
 def test_a_known_mistake_breaking_the_same_rules_is_named():

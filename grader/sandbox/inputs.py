@@ -355,6 +355,16 @@ def guarded(fn: Callable[..., Any], allowed: Iterable[str] = (), name: str | Non
     return call
 
 
+def unguarded(fn: Any) -> Any:
+    """The function a `guarded` wrapper calls, or `fn` itself: for a probe that observes what
+    a call does to its arguments and judges that itself (`call_inplace`)."""
+    if isinstance(fn, types.FunctionType):
+        inner = fn.__dict__.get("__grade_guarded__")
+        if inner is not None:
+            return inner
+    return fn
+
+
 class GuardedModule:
     """A module whose own functions check their arguments on every call (`guarded`).
 
