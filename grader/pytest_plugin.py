@@ -9,7 +9,8 @@ its tests these fixtures:
     rng        `grader.rng.Rng` seeded from (salt, exercise, check)
     expect     `grader.checks.Expect`: `expect(lambda s: s.f(x), truth=..., name=...)` compares
                the solution's result with the truth and names the known mistake it equals;
-               its methods are the shared properties (causal, gradients, in_place, hf_parity)
+               its methods are the shared properties (causal, gradients, in_place, hf_parity,
+               seeded)
     mistakes   `mistakes(lambda m: m.f(x))` -> what each known mistake returns, for diagnosis
     exercise   the `grader.catalog.Exercise`
     figures    a dict the check fills with measured figures (reported with the result)

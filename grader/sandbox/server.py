@@ -231,7 +231,6 @@ class SolutionServer:
             return dispatch_probe(request["name"], args, kwargs)
         raise ValueError(f"unknown operation {op!r}")
 
-
     def guard(self, value: Any) -> Any:
         """A probe argument as the probe should call it: the student's module, or one of its
         functions, checked for modifying its inputs on every call as Op.CALL is (and as direct
