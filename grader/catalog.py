@@ -3,7 +3,8 @@
 A track directory holds:
 
     track.toml          id, title, order, where stubs and references live, exercise order
-    <name>.toml         one exercise: title, topics, limits, hints, known mistakes (mutants)
+    <name>.toml         one exercise: title, topics, limits, forbidden ops, arguments its
+                        functions may modify (inplace), hints, known mistakes (mutants)
     check_<name>.py     its checks (pytest test functions)
 """
 
@@ -61,6 +62,9 @@ class Exercise:
     requires: list[str] = field(default_factory=list)
     preload: list[str] = field(default_factory=list)
     forbidden: list[str] = field(default_factory=list)
+    # Arguments the exercise's functions may modify in place: "tensor" (for any function) or
+    # "xavier_uniform_.tensor" (for one). Every other argument must be left as it was given.
+    inplace: list[str] = field(default_factory=list)
     mutants: list[Mutant] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
@@ -116,7 +120,7 @@ class Track:
 
 _TRACK_KEYS = {"id", "title", "order", "stubs", "reference", "exercises"}
 _EXERCISE_KEYS = {
-    "title", "topics", "requires", "preload", "forbidden", "hints", "mutants",
+    "title", "topics", "requires", "preload", "forbidden", "inplace", "hints", "mutants",
     "timeout", "memory_mb", "max_frame_mb", "checks",
 }
 _MUTANT_KEYS = {"name", "misconception", "replace", "with", "edits"}
@@ -193,11 +197,29 @@ def _load_exercise(track: Track, name: str) -> Exercise:
         requires=expect_str_list(data, "requires", where, []),
         preload=expect_str_list(data, "preload", where, []),
         forbidden=expect_str_list(data, "forbidden", where, []),
+        inplace=_inplace(data, where),
         mutants=mutants,
         timeout=timeout,
         memory_mb=memory_mb,
         max_frame_mb=max_frame_mb,
     )
+
+
+def _inplace(data: dict, where: str) -> list[str]:
+    """The `inplace` list: each entry an argument name, or `function.argument`."""
+    value = data.get("inplace", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{where}: key 'inplace' must be a list of strings, each an argument name its functions may modify"
+            f" (\"tensor\") or \"function.argument\" (\"xavier_uniform_.tensor\"), not {value!r}."
+        )
+    for entry in value:
+        if not all(part.isidentifier() for part in entry.split(".")):
+            raise ConfigError(
+                f"{where}: 'inplace' entry {entry!r} is not an argument name (\"tensor\") or"
+                f" \"function.argument\" (\"xavier_uniform_.tensor\")."
+            )
+    return list(value)
 
 
 class Catalog:

@@ -15,7 +15,8 @@ message can name the mistake whose output the student's equals. With `atol`/`rto
 comparison is `assert_close`; without, exact (`assert_equal`).
 
 The properties are methods of the same object (`expect.causal`, `expect.gradients`,
-`expect.in_place`, `expect.hf_parity`) and, for statistics, module functions
+`expect.in_place`, `expect.hf_parity`, `expect.seeded`: a function given a `generator`
+draws from it and from nothing else) and, for statistics, module functions
 (`assert_rate`, `assert_counts`, `assert_mean`) whose false-failure rate is stated in the
 message.
 """
@@ -210,6 +211,68 @@ class Expect:
         return self(run, truth=truth, atol=atol, rtol=rtol,
                     name=f"{name} vs transformers' {type(hf_module).__name__} with the same weights")
 
+    def seeded(
+        self,
+        fn: Callable[[Any], Any],
+        args: list[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str,
+        generator: str = "generator",
+        seed: int = 20240611,
+        other_seed: int = 1_000_003,
+        pass_seed: bool = False,
+    ) -> Any:
+        """`fn(module)`, given a `torch.Generator` as its argument `generator`, must draw its
+        randomness from that generator and from nothing else. Called three times in the
+        solution's process on fresh copies of `args`, with generators seeded `seed`, `seed`
+        and `other_seed`: the two runs seeded alike must give identical results and leave
+        identical arguments (bit for bit: an initialiser fills its argument), the run seeded
+        otherwise must differ, and torch's, numpy's and Python's global random states must be
+        untouched. With `pass_seed` the argument takes the seed itself, an int
+        (`mask_tokens(..., seed=s)`), and the same rules hold. A known mistake that breaks the
+        same rules the same way is named. Returns what the solution returned on the first run."""
+        from grader.inputs import same_value
+
+        def runs(module: Any) -> dict[str, Any]:
+            return probes.seeded_runs(fn(module), list(args), dict(kwargs or {}), generator, [seed, seed, other_seed],
+                                      pass_seed)
+
+        def observed(got: dict[str, Any]) -> tuple[bool, ...]:
+            first, again, other = ((r["result"], r["args"], r["kwargs"]) for r in got["runs"])
+            changed = got["changed"]
+            return (same_value(first, again), not same_value(first, other),
+                    not changed["torch"], not changed["numpy"], not changed["random"])
+
+        got = runs(self.solution)
+        alike, differ, torch_kept, numpy_kept, random_kept = verdict = observed(got)
+        g = f"`{generator}`"
+        if pass_seed:
+            same, different = f"the same {g} ({seed})", f"different values of {g} ({seed} and {other_seed})"
+            source = f"a generator of its own, g = torch.Generator().manual_seed({generator})"
+            draw = "torch.rand(..., generator=g)"
+        else:
+            same = f"generators seeded alike (torch.Generator().manual_seed({seed}) as {g})"
+            different = f"generators seeded differently ({seed} and {other_seed})"
+            source = f"the {g} it is given"
+            draw = f"torch.rand(..., generator={generator}), tensor.uniform_(..., generator={generator})"
+        problems = []
+        if not alike:
+            problems.append(f"two calls with {same} returned different tensors: your code draws from something other"
+                            f" than {source} (torch's global RNG?)")
+        if not torch_kept:
+            problems.append(f"torch's global random state changed during the call: draw only from {source} ({draw})"
+                            " and never reseed the global generator (torch.manual_seed)")
+        if not numpy_kept:
+            problems.append(f"numpy's global random state changed during the call (np.random): draw only from {source}")
+        if not random_kept:
+            problems.append(f"Python's `random` state changed during the call: draw only from {source}")
+        if alike and not differ:
+            problems.append(f"calls with {different} returned identical tensors: your code must draw its random values"
+                            f" from {source} (not from a generator seeded with a constant)")
+        if problems:
+            fail(f"{name}: " + "; ".join(problems), verdict, self.mistakes(lambda m: observed(runs(m))))
+        return got["runs"][0]["result"]
 
 def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *args: Any,
               output: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:

@@ -11,6 +11,7 @@ say what each returns.
     probes.call_inplace(solution.xavier_uniform_, [w])
     probes.with_parameters(solution.clip_grad_norm_, values, grads, [1.0])
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
+    probes.seeded_runs(solution.xavier_uniform_, [w], {"gain": 2.0}, "generator", [7, 7, 8])
 """
 
 from __future__ import annotations
@@ -41,5 +42,6 @@ optimizer_trajectory = _dispatcher(_bodies.optimizer_trajectory)
 call_inplace = _dispatcher(_bodies.call_inplace)
 with_parameters = _dispatcher(_bodies.with_parameters)
 checkpoint_run = _dispatcher(_bodies.checkpoint_run)
+seeded_runs = _dispatcher(_bodies.seeded_runs)
 
 __all__ = sorted(_bodies.PROBES)

@@ -9,7 +9,8 @@ its tests these fixtures:
     rng        `grader.rng.Rng` seeded from (salt, exercise, check)
     expect     `grader.checks.Expect`: `expect(lambda s: s.f(x), truth=..., name=...)` compares
                the solution's result with the truth and names the known mistake it equals;
-               its methods are the shared properties (causal, gradients, in_place, hf_parity)
+               its methods are the shared properties (causal, gradients, in_place, hf_parity,
+               seeded)
     mistakes   `mistakes(lambda m: m.f(x))` -> what each known mistake returns, for diagnosis
     exercise   the `grader.catalog.Exercise`
     figures    a dict the check fills with measured figures (reported with the result)
@@ -76,6 +77,7 @@ class GradeSession:
     trusted: TrustedCode = field(init=False)
     pool: Any = field(init=False, default=None)
     shared: Path | None = field(init=False, default=None)  # files checks hand to solutions
+    _guarded_mutants: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.trusted = TrustedCode(self.catalog, self.mode == "isolated" or self.solutions is None)
@@ -122,15 +124,20 @@ class GradeSession:
             self.pool.start(wait)
 
     def solution_for(self, exercise: Exercise) -> Any:
+        """The `solution` fixture's module: in direct mode the module itself, its functions
+        checked for modifying their inputs (`grader.direct.DirectModule`); in isolated mode
+        the proxy to the solution process, whose server checks every call."""
         if self.mode == "direct":
+            from grader.direct import DirectModule
             from grader.imports import import_from
 
             if self.solutions is None:
-                return self.trusted.reference(exercise)
+                return DirectModule(self.trusted.reference(exercise), exercise.inplace)
             try:
-                return import_from("exercises", self.solutions, exercise.track, exercise.name)
+                module = import_from("exercises", self.solutions, exercise.track, exercise.name)
             except SyntaxError as e:
                 raise SolutionImportError(f"{self.display_path(exercise)}: SyntaxError at line {e.lineno}: {e.msg}") from None
+            return DirectModule(module, exercise.inplace)
         from grader.remote import SolutionModule
 
         self.start([exercise])
@@ -173,7 +180,18 @@ class GradeSession:
         return self.trusted.reference(exercise)
 
     def mutants_for(self, exercise: Exercise) -> dict[str, tuple[str, Any]]:
-        return self.trusted.mutants(exercise)
+        """name -> (misconception, module) for each known mistake, as the checks call them:
+        a mistake that modifies an argument fails that call (and puts the argument back), so
+        diagnosing one never changes the check's own inputs."""
+        from grader.direct import DirectModule
+
+        mutants = self.trusted.mutants(exercise)
+        cached = self._guarded_mutants.get(exercise.id)
+        if cached is None or cached[0] is not mutants:
+            guarded = {name: (misconception, DirectModule(module, exercise.inplace))
+                       for name, (misconception, module) in mutants.items()}
+            cached = self._guarded_mutants[exercise.id] = (mutants, guarded)
+        return cached[1]
 
 
 @dataclass
@@ -353,11 +371,12 @@ def _result(state: _ItemState, call: pytest.CallInfo[None], report: pytest.TestR
     elif isinstance(exc, SolutionError):
         result.outcome = "failed"
         result.not_implemented = exc.not_implemented
-        result.message = (
-            f"{exc.call or 'your code'} raised NotImplementedError: not implemented yet."
-            if exc.not_implemented
-            else str(exc)
-        )
+        if exc.not_implemented:
+            result.message = f"{exc.call or 'your code'} raised NotImplementedError: not implemented yet."
+        elif exc.exc_type == "InputModified":  # the grader's verdict on the call, not the student's exception
+            result.message = exc.message
+        else:
+            result.message = str(exc)
         result.traceback = exc.traceback
     elif isinstance(exc, SolutionFailure):
         result.outcome, result.message = exc.outcome, str(exc)

@@ -383,6 +383,7 @@ class SolutionHandle:
         memory_mb: int,
         preload: list[str],
         forbidden: list[str] = (),
+        inplace: list[str] = (),
         threads: int = 1,
         max_frame_mb: int = wire.DEFAULT_MAX_FRAME >> 20,
     ):
@@ -401,6 +402,7 @@ class SolutionHandle:
             "threads": threads,
             "preload": preload,
             "forbidden": list(forbidden),
+            "inplace": list(inplace),
             "max_frame": self.max_frame,
             "env": solution_env(),
         }
@@ -556,6 +558,7 @@ class SolutionPool:
                 memory_mb=exercise.memory_mb,
                 preload=exercise.preload,
                 forbidden=exercise.forbidden,
+                inplace=exercise.inplace,
                 threads=self.threads,
                 max_frame_mb=exercise.max_frame_mb,
             )

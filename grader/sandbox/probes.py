@@ -10,6 +10,7 @@ such exemption, whether it calls a probe or is called by one.
     probes.run_program(solution, program, outputs)
     probes.optimizer_trajectory(solution.AdamW, params, grads, {"lr": 1e-3})
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
+    probes.seeded_runs(solution.xavier_uniform_, [w], {}, "generator", [7, 7, 8])
 """
 
 from __future__ import annotations
@@ -154,10 +155,66 @@ def call_inplace(fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None)
     """Call `fn(*args, **kwargs)` and return its result and the arguments afterwards.
 
     For functions that work in place (`xavier_uniform_(w)`): the judge sees copies, so it
-    needs the arguments as the function left them.
+    needs the arguments as the function left them. What the call does to its arguments is
+    the caller's to judge (`expect.in_place` names the known mistake), so `fn` is called
+    without the check that it leaves them alone (`grader.sandbox.inputs`).
     """
-    result = fn(*args, **(kwargs or {}))
+    from grader.sandbox import inputs
+
+    result = inputs.unguarded(fn)(*args, **(kwargs or {}))
     return {"result": result, "args": list(args)}
+
+
+@probe
+def seeded_runs(
+    fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None, generator: str = "generator",
+    seeds: list[int] | None = None, pass_seed: bool = False,
+) -> dict[str, Any]:
+    """Call `fn(*args, **kwargs)` once per seed in `seeds`, each time on fresh copies of the
+    tensor and array arguments and with a fresh `torch.Generator().manual_seed(seed)` as the
+    keyword argument named `generator` (with `pass_seed`, the seed itself: `mask_tokens(...,
+    seed=s)` makes its own generator).
+
+    Returns "runs", one per seed: "result" (what the call returned) and "args" and "kwargs"
+    (the copies after the call, the generator left out: an initialiser fills its argument in
+    place); and "changed": {"torch", "numpy", "random"}, whether torch's global RNG state
+    (`torch.get_rng_state()`), numpy's (`np.random.get_state()`) or Python's `random` state
+    differs after the runs from before them. Those states are put back afterwards.
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    def fresh(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().clone()
+        if isinstance(value, np.ndarray):
+            return value.copy()
+        if isinstance(value, (list, tuple)):
+            return type(value)(fresh(v) for v in value)
+        if isinstance(value, dict):
+            return {k: fresh(v) for k, v in value.items()}
+        return value
+
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    runs = []
+    try:
+        for seed in seeds if seeds is not None else [0, 0, 1]:
+            call_args, call_kwargs = fresh(list(args)), fresh(dict(kwargs or {}))
+            call_kwargs[generator] = int(seed) if pass_seed else torch.Generator().manual_seed(int(seed))
+            result = fn(*call_args, **call_kwargs)
+            del call_kwargs[generator]
+            runs.append({"result": result, "args": call_args, "kwargs": call_kwargs})
+        after = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+    numpy_same = (states[1][0] == after[1][0] and np.array_equal(states[1][1], after[1][1])
+                  and tuple(states[1][2:]) == tuple(after[1][2:]))
+    changed = {"torch": not torch.equal(states[0], after[0]), "numpy": not numpy_same, "random": states[2] != after[2]}
+    return {"runs": runs, "changed": changed}
 
 
 @probe

@@ -18,7 +18,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox import guards, protocol
+from grader.sandbox import guards, inputs, protocol
 from grader.sandbox.protocol import Op, Reply
 
 OUTPUT_CAP = 64 << 10
@@ -81,6 +81,8 @@ class SolutionServer:
         self.next_id = 1
         self.output = CappedOutput()
         self.max_frame = int(request.get("max_frame", protocol.DEFAULT_MAX_FRAME))
+        # The arguments the exercise's functions may modify; any other change fails the call.
+        self.inplace = tuple(str(a) for a in request.get("inplace", ()))
 
     # --- student files and tracebacks -------------------------------------------------
 
@@ -208,9 +210,14 @@ class SolutionServer:
         target = request.get("target")
         if op == Op.CALL:
             fn = target
-            for attr in request.get("path", []):
+            path = request.get("path", [])
+            for attr in path:
                 fn = getattr(fn, attr)
-            return fn(*request.get("args", ()), **request.get("kwargs", {}))
+            # A function of the module goes by the name the judge called it by; anything else
+            # (a remote object, its bound method) by its type's or qualified name.
+            name = ".".join(path) if path and target is self.objects.get(0) else None
+            return inputs.checked_call(fn, tuple(request.get("args", ())), dict(request.get("kwargs", {})),
+                                       self.inplace, name)
         if op == Op.GETATTR:
             return getattr(target, request["name"])
         if op == Op.SETATTR:
@@ -219,8 +226,23 @@ class SolutionServer:
         if op == Op.OPERATOR:
             return OPERATORS[request["name"]](*request["args"])
         if op == Op.PROBE:
-            return dispatch_probe(request["name"], request.get("args", ()), request.get("kwargs", {}))
+            args = tuple(self.guard(a) for a in request.get("args", ()))
+            kwargs = {k: self.guard(v) for k, v in request.get("kwargs", {}).items()}
+            return dispatch_probe(request["name"], args, kwargs)
         raise ValueError(f"unknown operation {op!r}")
+
+    def guard(self, value: Any) -> Any:
+        """A probe argument as the probe should call it: the student's module, or one of its
+        functions, checked for modifying its inputs on every call as Op.CALL is (and as direct
+        mode's `grader.direct.DirectModule` is)."""
+        module = self.objects.get(0)
+        if module is None:
+            return value
+        if value is module:
+            return inputs.GuardedModule(module, self.inplace)
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+            return inputs.guarded(value, self.inplace)
+        return value
 
 
 def caret(line: str, start: int, end: int) -> str:

@@ -5,7 +5,9 @@ torch.nn.utils.clip_grad_norm_. The initialisers are random and a torch.Generato
 cross to the student's process, so they run with generator=None and are judged by their
 statistics on large tensors: support, mean, std (tolerances from the sample size) and a
 Kolmogorov-Smirnov distance to the exact distribution. A failing sample is matched against
-samples from the known mistakes with a two-sample KS test to name the mistake.
+samples from the known mistakes with a two-sample KS test to name the mistake. That they
+draw from their `generator` argument alone is `expect.seeded`'s to prove: its probe makes
+the generators in the student's process.
 """
 
 from __future__ import annotations
@@ -327,6 +329,19 @@ def test_init_fills_in_place_and_returns_it(expect):
             lo_ok, hi_ok = (float(torch.tensor(v, dtype=dtype)) for v in (law.lo, law.hi))
             check(lo_ok <= lo and hi <= hi_ok,
                   f"{name}: values must lie in [{_fmt(law.lo)}, {_fmt(law.hi)}], got min {lo}, max {hi}")
+
+
+@pytest.mark.points(2)
+def test_init_draws_only_from_its_generator(expect):
+    """Each initialiser given `generator=g` draws from g alone: the same seed fills the same
+    values, another seed other values, and the global random states stay as they were (a
+    training script seeds its own generator for the weights and must get them back)."""
+    expect.seeded(lambda s: s.xavier_uniform_, [torch.zeros(48, 40)], {"gain": 1.5},
+                  name="xavier_uniform_(torch.zeros(48, 40), gain=1.5, generator=g)")
+    expect.seeded(lambda s: s.kaiming_normal_, [torch.zeros(32, 16, 3)], {"mode": "fan_out", "nonlinearity": "relu"},
+                  name="kaiming_normal_(torch.zeros(32, 16, 3), mode='fan_out', nonlinearity='relu', generator=g)")
+    expect.seeded(lambda s: s.trunc_normal_, [torch.zeros(50, 30, dtype=torch.float64)], {"std": 0.5, "a": -1.0},
+                  name="trunc_normal_(torch.zeros(50, 30, dtype=torch.float64), std=0.5, a=-1.0, generator=g)")
 
 
 def _clip_case(rng, scale: float, shapes: list[tuple[int, ...]], dtype: torch.dtype = torch.float32):

@@ -311,6 +311,16 @@ def test_input_not_modified(expect, rng):
                          "caller's tensors must not change, write the [MASK] and random words into a clone)")
 
 
+def test_seed_draws_from_its_own_generator(expect, rng):
+    """With a seed, the draws come from torch.Generator().manual_seed(seed) alone: the same seed
+    masks alike, another seed otherwise, and the global random state (which dropout and the
+    data order draw from in the training loop) is neither reseeded nor advanced. Reseeding
+    the global generator gives the collator's very draws, so only this check sees it."""
+    ids, special = padded_batch(rng, 6, 24)
+    expect.seeded(lambda s: s.mask_tokens, [ids, MASK, VOCAB, special], {"mlm_probability": 0.5}, generator="seed",
+                  pass_seed=True, name=describe(ids, special, 0.5, "s"))
+
+
 # --- the MLM loss ---------------------------------------------------------------------------
 
 
