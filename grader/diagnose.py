@@ -546,6 +546,8 @@ def _prefix(c: _Case) -> str | None:
     if c.a.shape != c.e.shape or c.a.dim() == 0:
         return None
     wrong = c.wrong
+    if int(wrong.sum()) <= 1:
+        return None  # one wrong value: the message already says where
     for k, n in enumerate(c.e.shape):
         if n < 2:
             continue
@@ -602,6 +604,8 @@ def _some_positions(c: _Case) -> str | None:
     if c.a.shape != c.e.shape or c.a.dim() == 0:
         return None
     wrong = c.wrong
+    if int(wrong.sum()) <= 1:
+        return None
     best = None
     for k, n in enumerate(c.e.shape):
         if n < 4:

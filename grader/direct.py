@@ -16,9 +16,12 @@ process; nor are functions the module imported from elsewhere, nor any other att
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Iterable
+from typing import Any
 
+from grader import recording
 from grader.errors import SolutionError
 from grader.sandbox.inputs import GuardedModule
 
@@ -38,3 +41,27 @@ class DirectModule(GuardedModule):
 
     def __repr__(self) -> str:
         return f"<solution {object.__getattribute__(self, '_grade_module').__name__} (direct)>"
+
+
+class RecordedModule(DirectModule):
+    """The student's module in direct mode: a `DirectModule` whose function calls are also
+    kept for the check's diagnosis (`grader.recording`), as the isolated proxies keep theirs.
+    Known mistakes are plain `DirectModule`s: the judge's own calls to them are not the
+    student's and stay out of the record."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        value = DirectModule.__getattr__(self, name)
+        inner = getattr(value, "__grade_guarded__", None)
+        if inner is None:
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            recording.record(name, args, kwargs, result, signature_of=inner)
+            return result
+
+        call.__grade_guarded__ = inner  # type: ignore[attr-defined]
+        return call

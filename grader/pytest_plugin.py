@@ -128,16 +128,16 @@ class GradeSession:
         checked for modifying their inputs (`grader.direct.DirectModule`); in isolated mode
         the proxy to the solution process, whose server checks every call."""
         if self.mode == "direct":
-            from grader.direct import DirectModule
+            from grader.direct import RecordedModule
             from grader.imports import import_from
 
             if self.solutions is None:
-                return DirectModule(self.trusted.reference(exercise), exercise.inplace)
+                return RecordedModule(self.trusted.reference(exercise), exercise.inplace)
             try:
                 module = import_from("exercises", self.solutions, exercise.track, exercise.name)
             except SyntaxError as e:
                 raise SolutionImportError(f"{self.display_path(exercise)}: SyntaxError at line {e.lineno}: {e.msg}") from None
-            return DirectModule(module, exercise.inplace)
+            return RecordedModule(module, exercise.inplace)
         from grader.remote import SolutionModule
 
         self.start([exercise])

@@ -233,3 +233,45 @@ def test_labels_only_at_mask_positions_is_not_named_labels_everywhere(solutions_
     assert not any("labels_everywhere" in c["mistake"] for c in failed), [c["message"] for c in failed]
     assert checks["labels_and_special_tokens"]["outcome"] == "failed"
 
+
+
+def test_grade_check_fails_a_mutant_named_as_another(monkeypatch: pytest.MonkeyPatch):
+    """`grade check` proves no listed mistake is named as a different one."""
+    from helpers import ROOT
+
+    from grader import selfcheck
+    from grader.config import load_config
+    from grader.plugins import GradePlugins
+    from grader.results import CheckResult, ExerciseResult
+
+    catalog = GradePlugins(load_config(ROOT)).catalog()
+    exercise = catalog.exercise("foundations.softmax")
+    first, second = exercise.mutants[0].name, exercise.mutants[1].name
+
+    def fake_grade(catalog: Any, ex: Any, solutions: Any, mode: str, maxfail: int = 0) -> ExerciseResult:
+        text = str(solutions or "")
+        if "grade-mutant-" in text:
+            # every mutant is named as the second one: right for the second, wrong for the rest
+            return ExerciseResult(ex.id, "", [CheckResult("c", "failed", 0, 1, mistake=second)])
+        outcome = "failed" if "grade-stub-" in text else "passed"
+        return ExerciseResult(ex.id, "", [CheckResult("c", outcome, 0 if outcome == "failed" else 1, 1,
+                                                      not_implemented=outcome == "failed")])
+
+    monkeypatch.setattr(selfcheck, "_grade", fake_grade)
+    verdict = selfcheck.check_exercise(catalog, exercise)
+    misnamed = [p for p in verdict.problems if "is named as another known mistake" in p]
+    assert any(f"mutant '{first}' is named as another known mistake, '{second}'" in p for p in misnamed), misnamed
+    assert not any(f"mutant '{second}' is named" in p for p in misnamed)
+
+
+def test_direct_mode_records_the_students_calls_but_not_the_mistakes(solutions_copy: Path):
+    """The diagnosers read the inputs of direct-mode calls too (grade check grades mutants
+    directly), and a known mistake the judge runs to name a failure is not the student's call."""
+    from grader.direct import DirectModule, RecordedModule
+    from grader.imports import import_from
+
+    module = import_from("exercises", solutions_copy, "foundations", "softmax")
+    with recording.recording() as rec:
+        RecordedModule(module).softmax(X, dim=-1)
+        DirectModule(module).softmax(X, dim=0)
+    assert [(c.function, c.inputs()[0][0]) for c in rec.calls] == [("softmax", "x")]

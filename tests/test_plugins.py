@@ -228,7 +228,7 @@ def test_grade_check_rejects_a_stub_missing_a_function_and_an_unlisted_file(proj
     assert (exercise["reference"]["checks"], exercise["reference"]["hidden"]) == (2, 1)
     assert exercise["stub"]["status"] == "not_started" and exercise["stub"]["passing"] == [], proc.stderr
     assert exercise["mutants"] == [{"name": "triple", "caught_by": ["doubles", "doubles_ints", "hidden_negative"],
-                                    "named": True}]
+                                    "named": True, "misnamed": {}}]
     assert any("lacks halve" in problem for problem in exercise["problems"])
     (track / "exercises" / "double.py").write_text(
         "def double(x):\n    raise NotImplementedError\n\ndef halve(x):\n    raise NotImplementedError\n")
