@@ -21,6 +21,20 @@ from typing import Any
 MAX_CALLS = 64  # a check making more calls keeps its latest ones
 
 
+def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """`name(Tensor(4, 7), dim=0)`: a call as a message shows it, arrays by their shape."""
+
+    def short(v: Any) -> str:
+        shape = getattr(v, "shape", None)
+        if shape is not None and hasattr(v, "dtype"):
+            return f"{type(v).__name__}{tuple(shape)}"
+        r = repr(v)
+        return r if len(r) <= 30 else r[:27] + "..."
+
+    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
 @dataclass
 class Call:
     function: str  # the name the call was made through: "softmax", or a type name for a method
@@ -40,15 +54,7 @@ class Call:
         return out
 
     def describe(self) -> str:
-        def short(v: Any) -> str:
-            shape = getattr(v, "shape", None)
-            if shape is not None and hasattr(v, "dtype"):
-                return f"{type(v).__name__}{tuple(shape)}"
-            r = repr(v)
-            return r if len(r) <= 30 else r[:27] + "..."
-
-        parts = [short(a) for a in self.args] + [f"{k}={short(v)}" for k, v in self.kwargs.items()]
-        return f"{self.function}({', '.join(parts)})"
+        return describe_call(self.function, self.args, self.kwargs)
 
     def leaves(self) -> list[Any]:
         """The result, or its items when it is a tuple, list or dict (one level)."""

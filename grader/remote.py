@@ -64,16 +64,7 @@ def request(handle: SolutionHandle, message: dict[str, Any], describe: str = "")
     return reply.get(Reply.OK)
 
 
-def _describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    def short(v: Any) -> str:
-        shape = getattr(v, "shape", None)
-        if shape is not None and hasattr(v, "dtype"):
-            return f"{type(v).__name__}{tuple(shape)}"
-        r = repr(v)
-        return r if len(r) <= 30 else r[:27] + "..."
-
-    parts = [short(a) for a in args] + [f"{k}={short(v)}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
+_describe_call = recording.describe_call
 
 
 class RemoteObject:

@@ -194,36 +194,15 @@ def test_a_mistake_that_disagrees_with_an_earlier_passed_comparison_is_not_named
 
 # Labels set only at the [MASK] positions, not at the 10% random and 10% kept ones: the
 # opposite of labels_everywhere, whose corrupted input is the same as this one's.
-LABELS_ONLY_AT_MASK = '''
-import torch
-import torch.nn.functional as F
-
-
-def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask=None, mlm_probability=0.15, seed=None):
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    shape = input_ids.shape
-    probability = torch.full(shape, mlm_probability)
-    if special_tokens_mask is not None:
-        probability.masked_fill_(special_tokens_mask.bool(), 0.0)
-    selected = torch.bernoulli(probability, generator=generator).bool()
-    replaced = torch.bernoulli(torch.full(shape, 0.8), generator=generator).bool() & selected
-    randomized = torch.bernoulli(torch.full(shape, 0.5), generator=generator).bool() & selected & ~replaced
-    random_words = torch.randint(vocab_size, shape, dtype=torch.long, generator=generator)
-    labels = input_ids.clone()
-    labels[~replaced] = -100
-    masked = input_ids.clone()
-    masked[replaced] = mask_token_id
-    masked[randomized] = random_words[randomized]
-    return masked, labels
-
-
-def mlm_loss(logits, labels):
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-'''
+def _labels_only_at_mask(reference: Path) -> str:
+    source = reference.read_text()
+    assert source.count("labels[~selected] = -100") == 1
+    return source.replace("labels[~selected] = -100", "labels[~replaced] = -100")
 
 
 def test_labels_only_at_mask_positions_is_not_named_labels_everywhere(solutions_copy: Path, tmp_path: Path):
-    (solutions_copy / "pretraining" / "mlm_masking.py").write_text(LABELS_ONLY_AT_MASK)
+    target = solutions_copy / "pretraining" / "mlm_masking.py"
+    target.write_text(_labels_only_at_mask(target))
     out = tmp_path / "results.json"
     proc = run_grade("--solutions", str(solutions_copy), "pretraining.mlm_masking", "--report", f"json:{out}", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
