@@ -104,20 +104,25 @@ class Mistakes:
 
     def matching(self, actual: Any, atol: float, rtol: float, check_dtype: bool) -> list[tuple[str, str]]:
         """(name, misconception) of every known mistake that gives `actual` for this call and
-        what the student gave for each comparison the check passed before."""
-        from grader import recording
-
-        recorder = recording.current()
-        earlier = list(recorder.compared) if recorder is not None else []
+        is accepted by every verdict the check passed before."""
         found = []
         for name, (misconception, module) in self.modules().items():
             ok, value = _run_mutant(self.call, module)
-            if not ok or not _same(actual, value, atol, rtol, check_dtype):
-                continue
-            if all(_run_mutant(c.call, module)[0] and _same(c.got, _run_mutant(c.call, module)[1], c.atol, c.rtol,
-                                                                c.check_dtype) for c in earlier):
+            if ok and _same(actual, value, atol, rtol, check_dtype) and self.consistent(module):
                 found.append((name, misconception))
         return found
+
+    def consistent(self, module: Any) -> bool:
+        """Whether every verdict this check passed before accepts what the known mistake
+        `module` gives for the same call (kept by `grader.recording`)."""
+        from grader import recording
+
+        recorder = recording.current()
+        for earlier in list(recorder.compared) if recorder is not None else []:
+            ok, value = _run_mutant(earlier.call, module)
+            if not ok or not earlier.accepts(value):
+                return False
+        return True
 
 
 def _run_mutant(call: Callable[[Any], Any], module: Any) -> tuple[bool, Any]:
@@ -274,7 +279,7 @@ def _passed(mistakes: Mistakes | None, actual: Any, atol: float, rtol: float, ch
     if mistakes is not None:
         from grader import recording
 
-        recording.compared(mistakes.call, actual, atol, rtol, check_dtype)
+        recording.compared(mistakes.call, lambda output: _same(actual, output, atol, rtol, check_dtype))
 
 
 def _equal_problem(actual: Any, expected: Any) -> str | None:

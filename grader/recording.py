@@ -84,13 +84,11 @@ def _contains(container: Any, value: Any, depth: int) -> bool:
 
 @dataclass
 class Compared:
-    """A comparison the check passed: what `call(solution)` gave, and the tolerance."""
+    """A verdict the check passed: the call that produced the student's value, and what
+    else that verdict accepts (a known mistake is named only if it is accepted too)."""
 
     call: Any
-    got: Any
-    atol: float
-    rtol: float
-    check_dtype: bool
+    accepts: Any  # output -> bool
 
 
 class Recorder:
@@ -164,9 +162,10 @@ def current() -> Recorder | None:
     return _current
 
 
-def compared(call: Any, got: Any, atol: float, rtol: float, check_dtype: bool) -> None:
-    """Called by the comparisons that pass, with the call that produced `got`."""
+def compared(call: Any, accepts: Any) -> None:
+    """Called by each verdict that passes, with the call it judged and `accepts(output)`:
+    whether another output (a known mistake's) would have been judged the same."""
     if _current is not None:
-        _current.compared.append(Compared(call, got, atol, rtol, check_dtype))
+        _current.compared.append(Compared(call, accepts))
         if len(_current.compared) > 4 * MAX_CALLS:
             del _current.compared[0]

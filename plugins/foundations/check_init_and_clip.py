@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+from grader import recording
 from grader.compare import CheckFailure, Mistakes, assert_equal, check, raises
 from grader.errors import SolutionError
 from grader.probes import run_program, with_parameters
@@ -161,25 +162,32 @@ def assert_law(sample: object, law: Law, *, shape: tuple[int, ...], dtype: torch
         )
     problem = _law_problem(sample, law)
     if problem is None:
+        if mistakes is not None:  # a mistake named later must draw from this law here too
+            recording.compared(mistakes.call, lambda output: isinstance(output, torch.Tensor)
+                               and tuple(output.shape) == shape and _law_problem(output, law) is None)
         return
     message = f"{name}: expected draws from {law.description}; {problem}"
     matches = []
-    for mutant, misconception, output in mistakes.outputs() if mistakes is not None else []:
+    for mutant, (misconception, module) in mistakes.modules().items() if mistakes is not None else []:
+        try:
+            output = mistakes.call(module)
+        except Exception:
+            continue
         if not isinstance(output, torch.Tensor) or tuple(output.shape) != shape:
             continue
         if _law_problem(output, law) is None:  # this mistake does not change this call
             continue
-        if _ks_two_sample(sample, output) <= KS_C * math.sqrt(2.0 / sample.numel()):
+        if _ks_two_sample(sample, output) <= KS_C * math.sqrt(2.0 / sample.numel()) and mistakes.consistent(module):
             matches.append((mutant, misconception))
     if len(matches) == 1:
         raise CheckFailure(f"{message}\nThis is the distribution a known mistake gives: {matches[0][1]}",
                            mistake=matches[0][0])
     if matches:
-        # Different mistakes can give the same distribution for one call (with mode="fan_out",
-        # swapped fans and ignoring the mode both use fan_in): name them all.
+        # Different mistakes can give the same distribution for every call the check made:
+        # name them all.
         either = "\n".join(f"- {misconception}" for _, misconception in matches)
         raise CheckFailure(f"{message}\nThis is the distribution each of these known mistakes gives:\n{either}",
-                           mistake=matches[0][0])
+                           mistake=", ".join(name for name, _ in matches))
     raise CheckFailure(message)
 
 

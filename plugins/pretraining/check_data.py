@@ -269,7 +269,7 @@ def test_get_batch_edge_cases(expect, rng):
     # One token more than the context: the only start is 0, every row is the whole data.
     data = permutation_data(rng, 17)
     what = f"get_batch({_describe(data)}, batch_size=4, context_length=16, seed=7): the only valid start is 0"
-    expect(lambda m: _xy(m.get_batch(data, 4, 16, 7), what, 4, 16), truth=expected_batch(data, 4, 16, 7),
+    expect(lambda m, d=data: _xy(m.get_batch(d, 4, 16, 7), what, 4, 16), truth=expected_batch(data, 4, 16, 7),
            name=f"{what} (items: x, y)")
     for n, context_length in ((16, 16), (5, 16), (1, 1)):
         short = permutation_data(rng, n)
