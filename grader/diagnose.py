@@ -510,6 +510,91 @@ def _masked(c: _Case) -> str | None:
     return None
 
 
+def _fmt(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    return f"{int(v)}" if v == int(v) and abs(v) < 1e15 else f"{v:.6g}"
+
+
+def _at_input_value(c: _Case) -> str | None:
+    """The mismatches exactly where one input holds one value (x == 0 for a ReLU's kink, a pad
+    id), and nowhere else."""
+    if c.a.shape != c.e.shape or c.a.dim() == 0:
+        return None
+    wrong = c.wrong
+    if int(wrong.sum()) < 2 or bool(wrong.all()):
+        return None
+    for name, x in c.inputs:
+        aligned = _align(x, tuple(c.a.shape))
+        if aligned is None or x.dim() == 0:
+            continue
+        values = aligned[wrong].unique()
+        if values.numel() != 1 or torch.isnan(values).any():
+            continue
+        at = aligned == values[0]
+        if torch.equal(at, wrong):
+            return (f"your output differs from the expected one exactly where `{name}` is {_fmt(float(values[0]))}"
+                    f" ({int(wrong.sum())} entries), and matches everywhere else")
+    return None
+
+
+def _one_value(kind: str) -> Callable[[_Case], str | None]:
+    """Every mismatch expects one value and holds one value ("both": -100 expected where a pad
+    id is given, NaN where 0 is expected), or only expects one ("expected"), or only holds
+    one ("actual")."""
+    def diagnoser(c: _Case) -> str | None:
+        if c.a.shape != c.e.shape or c.a.dim() == 0:
+            return None
+        wrong = c.wrong
+        n = int(wrong.sum())
+        if n < 2:
+            return None
+        e_w, a_w = c.e[wrong], c.a[wrong]
+        e_nan, a_nan = bool(torch.isnan(e_w).all()), bool(torch.isnan(a_w).all())
+        e_one = e_nan or e_w.unique().numel() == 1
+        a_one = a_nan or a_w.unique().numel() == 1
+        e_val = math.nan if e_nan else float(e_w[0])
+        a_val = math.nan if a_nan else float(a_w[0])
+        if kind == "both" and e_one and a_one:
+            return (f"everywhere your output differs from the expected one ({n} entries), the expected value is"
+                    f" {_fmt(e_val)} and yours is {_fmt(a_val)}; everything else matches")
+        if kind == "expected" and e_one and not a_one:
+            same_e = torch.isnan(c.e) if e_nan else c.e == e_val
+            if not bool(same_e.all()):
+                return (f"your output differs from the expected one only at entries whose expected value is"
+                        f" {_fmt(e_val)} ({n} of the {int(same_e.sum())} such entries), and matches everywhere else")
+        if kind == "actual" and a_one and not e_one and n < c.a.numel():
+            return f"everywhere your output differs from the expected one ({n} entries), yours holds {_fmt(a_val)}"
+        return None
+
+    return diagnoser
+
+
+def _slices_permuted(c: _Case) -> str | None:
+    """The expected slices along one axis, in another order (heads repeated in another
+    layout, columns interleaved where halves were asked)."""
+    if c.a.shape != c.e.shape or c.a.dim() == 0:
+        return None
+    for k, n in enumerate(c.e.shape):
+        if n < 2 or n > 256:
+            continue
+        a_s = c.a.movedim(k, 0).reshape(n, -1)
+        e_s = c.e.movedim(k, 0).reshape(n, -1)
+        mapping: list[int] = []
+        for i in range(n):
+            match = next((j for j in range(n) if j not in mapping and bool(c.close(a_s[i], e_s[j]).all())), None)
+            if match is None:
+                break
+            mapping.append(match)
+        if len(mapping) != n or mapping == list(range(n)):
+            continue
+        moved = [(i, j) for i, j in enumerate(mapping) if i != j]
+        shown = ", ".join(f"your {i} is the expected {j}" for i, j in moved[:4]) + (", ..." if len(moved) > 4 else "")
+        what = "values" if c.e.dim() == 1 else f"slices along axis {k}"
+        return f"your output holds the expected {what} in another order ({shown})"
+    return None
+
+
 def _triangle(c: _Case) -> str | None:
     if c.a.shape != c.e.shape or c.a.dim() < 2 or c.a.shape[-2] < 2 or c.a.shape[-1] < 3:
         return None
@@ -651,8 +736,13 @@ DIAGNOSERS: list[Callable[[_Case], str | None]] = [
     _shift,
     _normalised_axis,
     _masked,
+    _at_input_value,
     _triangle,
+    _one_value("both"),
+    _slices_permuted,
     _prefix,
+    _one_value("expected"),
+    _one_value("actual"),
     _some_positions,
     _per_axis("scale"),
     _per_axis("offset"),
