@@ -4,7 +4,7 @@ construction, by transformers' assistant-token mask, and by a few SFT steps the 
 The tokenizer is a word-level `PreTrainedTokenizerFast` built in memory (tokenizers' WordLevel
 over the synthetic language's words plus chat special tokens), with a jinja2 `chat_template`.
 The judge saves it to `shared_dir` and the solution process loads it with
-`AutoTokenizer.from_pretrained(path)` (a probe program, so the student's functions receive a
+`PreTrainedTokenizerFast.from_pretrained(path)` (a probe program, so the student's functions receive a
 real tokenizer: only data crosses the sandbox's wire). Three templates:
 
 - "plain": `<|bos|>` then `<|role|>content<|end|>` per message, generation prompt `<|assistant|>`;
@@ -82,8 +82,8 @@ def saved(shared_dir: Path, style: str) -> str:
 
 
 def tokenizer_in(module: Any, path: str) -> Any:
-    """`AutoTokenizer.from_pretrained(path)`, made where `module` runs (its process, or here)."""
-    program = [["import", "transformers"], ["getattr", 0, "AutoTokenizer"],
+    """`PreTrainedTokenizerFast.from_pretrained(path)`, made where `module` runs (its process, or here)."""
+    program = [["import", "transformers"], ["getattr", 0, "PreTrainedTokenizerFast"],
                ["method", 1, "from_pretrained", [["val", path]]]]
     return probes.run_program(module, program, [2])[0]
 
@@ -230,10 +230,17 @@ def trained_positions(batch: Any, what: str) -> torch.Tensor:
     when the logits at t are scored (HF scores them against labels[t + 1])."""
     check(isinstance(batch, dict) and {"input_ids", "attention_mask", "labels"} <= set(batch),
           f"{what}: collate must return a dict with input_ids, attention_mask and labels")
+    shape = getattr(batch["input_ids"], "shape", None)
+    for key in ("input_ids", "attention_mask", "labels"):
+        t = batch[key]
+        check(isinstance(t, torch.Tensor) and t.dtype == torch.long and t.dim() == 2 and t.shape == shape,
+              f"{what}: {key} must be an int64 tensor (B, T) like input_ids, got "
+              + (f"{t.dtype} of shape {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__))
     model = new_model()
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    check(bool(torch.isfinite(out.loss)), f"{what}: the model's loss on your batch is {float(out.loss)}: no label is "
-                                          "trained (every label -100?)")
+    loss = out.loss.detach()
+    check(bool(torch.isfinite(loss)), f"{what}: the model's loss on your batch is {float(loss)}: no label is "
+                                      "trained (every label -100?)")
     out.logits.retain_grad()
     out.loss.backward()
     return out.logits.grad.abs().amax(-1) > 0
