@@ -26,7 +26,9 @@ assistant-token loss, measured with the judge's own mask, falls.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +222,17 @@ def new_model() -> torch.nn.Module:
     return LlamaForCausalLM(config).float()
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """The tiny model's matrices are a few kilobytes: more threads only wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def student_batch(module: Any, path: str, convs: list[list[dict[str, str]]]) -> Any:
     tok = tokenizer_in(module, path)
     return module.collate([module.tokenize_conversation(tok, m) for m in convs], PAD)
@@ -265,21 +278,24 @@ def test_judged_sft_steps(expect, rng, shared_dir):
     what = (f"the batch of {len(convs)} conversations built by tokenize_conversation and collate(..., "
             "pad_token_id=<|pad|>), trained on by the judge's LlamaForCausalLM(input_ids, attention_mask, labels)")
     batch = student_batch(expect.solution, path, convs)
-    got = trained_positions(batch, what)
+    with one_thread():
+        got = trained_positions(batch, what)
     # logits at t carry a gradient exactly when token t + 1 is an assistant token (content or its end)
     wanted = torch.zeros_like(truth["labels"], dtype=torch.bool)
     wanted[:, :-1] = truth["labels"][:, 1:] != -100
     expect.compare(got, wanted, lambda m: trained_positions(student_batch(m, path, convs), what),
                    name=f"{what}: which positions' logits get a gradient from the loss (True: the next token is one "
                         "of the assistant's; prompt, header and padding positions must carry none)")
-    model = new_model()
-    before = assistant_loss(model, truth)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    for _ in range(STEPS):
-        optimizer.zero_grad()
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss.backward()
-        optimizer.step()
-    after = assistant_loss(model, truth)
+    with one_thread():
+        model = new_model()
+        before = assistant_loss(model, truth)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+        for _ in range(STEPS):
+            optimizer.zero_grad()
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"]).loss.backward()
+            optimizer.step()
+        after = assistant_loss(model, truth)
     # the reference goes from about log(V) = 6.0 to 2.8 in 8 steps (labels on every token: 3.5); 0.8 leaves a wide margin
     check(after < 0.8 * before,
           f"{what}: after {STEPS} Adam steps (lr={LR:g}) on your batch the judge measured the loss on the assistant's "
