@@ -25,9 +25,10 @@ def describe_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> s
     """`name(Tensor(4, 7), dim=0)`: a call as a message shows it, arrays by their shape."""
 
     def short(v: Any) -> str:
-        shape = getattr(v, "shape", None)
-        if shape is not None and hasattr(v, "dtype"):
-            return f"{type(v).__name__}{tuple(shape)}"
+        # looked up on the type: on a proxy of an object in the solution process (a tokenizer
+        # passed back to the student's function) reading an attribute would be a request there
+        if hasattr(type(v), "shape") and hasattr(type(v), "dtype"):
+            return f"{type(v).__name__}{tuple(v.shape)}"
         r = repr(v)
         return r if len(r) <= 30 else r[:27] + "..."
 

@@ -266,3 +266,18 @@ def test_direct_mode_records_the_students_calls_but_not_the_mistakes(solutions_c
         RecordedModule(module).softmax(X, dim=-1)
         DirectModule(module).softmax(X, dim=0)
     assert [(c.function, c.inputs()[0][0]) for c in rec.calls] == [("softmax", "x")]
+
+
+def test_describing_a_call_never_asks_a_remote_argument_for_its_attributes():
+    # a tokenizer made in the solution process and passed back to the student's function: its
+    # proxy forwards attribute reads, and one for `shape` would fail the call it describes
+    from grader.remote import RemoteObject
+
+    class NoRequests:
+        def ensure_started(self) -> None:
+            raise AssertionError("describe_call sent a request to the solution process")
+
+    tokenizer = RemoteObject(NoRequests(), 0, 7, "TokenizersBackend", False)
+    described = recording.describe_call("tokenize_conversation", (tokenizer, [{"role": "user"}]), {"x": X})
+    assert described.startswith("tokenize_conversation(<TokenizersBackend object")
+    assert described.endswith(", x=Tensor(4, 8, 64))")
