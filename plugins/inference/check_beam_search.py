@@ -27,12 +27,15 @@ every verdict holds for any correct implementation.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from grader import probes
 from grader.compare import check
@@ -55,8 +58,6 @@ class Case:
     """A tiny GPT-2 (config and weights) and a prompt; `model` is the judge's copy."""
 
     def __init__(self, rng: Any, vocab: int, eos: int, prompt_len: int, std: float = 0.8, eos_boost: float = 1.0):
-        from transformers import GPT2Config, GPT2LMHeadModel
-
         self.vocab, self.eos = vocab, eos
         self.config = config(vocab, eos, std)
         with torch.random.fork_rng(devices=[]):
@@ -76,7 +77,8 @@ class Case:
 
 
 def student_run(module: Any, case: Case, kwargs: dict[str, Any]) -> Any:
-    """module.beam_search(model, prompt, **kwargs), the model built in the module's process."""
+    """module.beam_search(model, prompt, **kwargs), the model built in the module's process,
+    which runs the call on one torch thread (its setting is put back afterwards)."""
     program = [
         ["import", "transformers"],
         ["getattr", 0, "GPT2Config"],
@@ -84,10 +86,32 @@ def student_run(module: Any, case: Case, kwargs: dict[str, Any]) -> Any:
         ["method", 0, "GPT2LMHeadModel", [["reg", 2]]],
         ["method", 3, "load_state_dict", [["val", case.state_dict]]],
         ["method", 3, "eval", []],
+        ["import", "torch"],
+        ["method", 6, "get_num_threads", []],
+        ["method", 6, "set_num_threads", [["val", 1]]],
         ["call", "beam_search", [["reg", 3], ["val", case.prompt]], {k: ["val", v] for k, v in kwargs.items()}],
+        ["method", 6, "set_num_threads", [["reg", 7]]],
     ]
     with torch.random.fork_rng(devices=[]):  # building a model draws its initial weights from the global RNG
-        return probes.run_program(module, program, [6])[0]
+        return probes.run_program(module, program, [9])[0]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """The models are tiny: a second thread only waits for the first, and on a busy machine
+    its spinning made a check ten times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _judge_on_one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 def hf_generate(case: Case, kw: dict[str, Any]) -> list[tuple[list[int], float]]:

@@ -24,6 +24,13 @@ from typing import Any
 
 import pytest
 import torch
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from grader import probes
 from grader.checks import assert_counts
@@ -44,26 +51,18 @@ DRAWS = 20_000
 
 
 def hf_penalty(logits: torch.Tensor, input_ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
-
     return RepetitionPenaltyLogitsProcessor(penalty=float(penalty))(input_ids, logits.clone())
 
 
 def hf_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    from transformers.generation.logits_process import TemperatureLogitsWarper
-
     return TemperatureLogitsWarper(float(temperature))(None, logits.clone())
 
 
 def hf_top_k(logits: torch.Tensor, top_k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
-    from transformers.generation.logits_process import TopKLogitsWarper
-
     return TopKLogitsWarper(top_k, filter_value=NEG_INF, min_tokens_to_keep=min_tokens_to_keep)(None, logits.clone())
 
 
 def hf_top_p(logits: torch.Tensor, top_p: float, min_tokens_to_keep: int = 1) -> torch.Tensor:
-    from transformers.generation.logits_process import TopPLogitsWarper
-
     return TopPLogitsWarper(top_p, filter_value=NEG_INF, min_tokens_to_keep=min_tokens_to_keep)(None, logits.clone())
 
 
@@ -71,24 +70,14 @@ def hf_process(logits: torch.Tensor, input_ids: torch.Tensor | None, temperature
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
                min_tokens_to_keep: int = 1) -> torch.Tensor:
     """What generate(do_sample=True, ...) samples from: its processors, in its order."""
-    from transformers.generation.logits_process import LogitsProcessorList
-
     procs: list[Any] = []
     if repetition_penalty != 1.0:
-        from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
-
         procs.append(RepetitionPenaltyLogitsProcessor(penalty=float(repetition_penalty)))
     if temperature != 1.0:
-        from transformers.generation.logits_process import TemperatureLogitsWarper
-
         procs.append(TemperatureLogitsWarper(float(temperature)))
     if top_k is not None and top_k != 0:
-        from transformers.generation.logits_process import TopKLogitsWarper
-
         procs.append(TopKLogitsWarper(top_k, min_tokens_to_keep=min_tokens_to_keep))
     if top_p is not None and top_p < 1.0:
-        from transformers.generation.logits_process import TopPLogitsWarper
-
         procs.append(TopPLogitsWarper(top_p, min_tokens_to_keep=min_tokens_to_keep))
     ids = input_ids if input_ids is not None else torch.zeros(logits.size(0), 1, dtype=torch.long)
     return LogitsProcessorList(procs)(ids, logits.clone())
