@@ -471,7 +471,9 @@ def shared_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A fresh directory for files the check hands to the solution (a token file to memmap).
 
     The solution process sees it at the same path, read-only; nothing else of the judge's
-    files is visible in the sandbox. Removed after the check.
+    files is visible in the sandbox. Files the check writes there are made readable to the
+    solution before each call into it, whatever mode their writer chose. Removed after the
+    check.
     """
     grade = get_session(request.config)
     if grade.shared is None:  # direct mode: everything is visible anyway
@@ -482,9 +484,13 @@ def shared_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
     directory = Path(tempfile.mkdtemp(dir=grade.shared, prefix=f"{_state(request).exercise.id}."))
     directory.chmod(0o755)
+    from grader import remote
+
+    remote.share(directory)  # what the check writes there is made readable before each call
     try:
         yield directory
     finally:
+        remote.unshare(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
 

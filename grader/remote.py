@@ -7,6 +7,9 @@ attribute reads and writes, indexing and arithmetic are forwarded.
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 from grader import recording
@@ -16,6 +19,31 @@ from grader.sandbox.protocol import Op, Reply
 from grader.solutions import ModuleRef, SolutionHandle
 
 _MODULE = ModuleRef()
+_SHARED: set[Path] = set()  # the shared_dir of the checks running now
+
+
+def share(directory: Path) -> None:
+    """Open `directory` (a check's shared_dir) to the solution process before each request."""
+    _SHARED.add(Path(directory))
+
+
+def unshare(directory: Path) -> None:
+    _SHARED.discard(Path(directory))
+
+
+def _open_shared() -> None:
+    """Make what a check wrote into its shared_dir readable by the solution process, which
+    runs as another user: some writers (safetensors) create their files 0600."""
+    for directory in list(_SHARED):
+        for root, dirs, files in os.walk(directory):
+            for name, bits in [(d, 0o555) for d in dirs] + [(f, 0o444) for f in files]:
+                path = os.path.join(root, name)
+                try:
+                    mode = os.lstat(path).st_mode
+                    if not stat.S_ISLNK(mode) and mode & bits != bits:
+                        os.chmod(path, stat.S_IMODE(mode) | bits)
+                except OSError:
+                    continue
 
 
 def request(handle: SolutionHandle, message: dict[str, Any], describe: str = "") -> Any:
@@ -26,6 +54,8 @@ def request(handle: SolutionHandle, message: dict[str, Any], describe: str = "")
     """
     handle.ensure_started()
     generation = handle.generation
+    if _SHARED:
+        _open_shared()
 
     def as_ref(obj: Any) -> dict[str, Any]:
         if isinstance(obj, RemoteObject):

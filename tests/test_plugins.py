@@ -387,6 +387,26 @@ def test_grade_check_isolated_grades_stub_and_mistakes_through_the_sandbox(proje
     assert exercise["mutants"][0]["named"] is True, proc.stderr
 
 
+def test_files_a_check_writes_0600_into_shared_dir_are_readable_by_the_solution(project: Path):
+    # safetensors' save_pretrained writes its files 0600; the sandboxed solution runs as
+    # another user and must still read what the check hands it.
+    with (project / "solutions" / "extra" / "double.py").open("a") as f:
+        f.write("\n\ndef read_back(path):\n    return open(path).read()\n")
+    with (project / "track" / "check_double.py").open("a") as f:
+        f.write(textwrap.dedent('''
+
+            def test_reads_a_private_file(solution, shared_dir):
+                (shared_dir / "sub").mkdir(mode=0o700)
+                path = shared_dir / "sub" / "weights.bin"
+                path.write_text("hello")
+                path.chmod(0o600)
+                assert solution.read_back(str(path)) == "hello"
+        '''))
+    proc = grade_in(project, "--solutions", "solutions", "extra", "--report", "json:-")
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["tracks"][0]["exercises"][0]["checks"]}
+    assert checks["reads_a_private_file"]["outcome"] == "passed", checks["reads_a_private_file"]["message"]
+
+
 def test_grade_check_quick_stops_each_mistake_at_its_first_catch_once_one_is_named(project: Path):
     with (project / "track" / "double.toml").open("a") as toml:
         toml.write('[[mutants]]\nname = "plus_one"\nmisconception = "adds one"\nreplace = "x * 2"\nwith = "x * 2 + 1"\n')
