@@ -115,7 +115,8 @@ FED_FLOAT64 = [
     "foundations.softmax", "foundations.cross_entropy", "foundations.autograd",
     "foundations.layernorm_backward", "foundations.mlp_backward", "foundations.init_and_clip",
     "attention.sdpa", "attention.positional", "architectures.norms_ffn",
-    "pretraining.clm_loss", "pretraining.schedule",
+    "pretraining.clm_loss", "pretraining.schedule", "inference.speculative", "alignment.logprobs",
+    "alignment.ppo", "alignment.dpo", "alignment.grpo",
 ]
 
 

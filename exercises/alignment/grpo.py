@@ -10,7 +10,8 @@ Conventions follow the paper's formulas and, where those leave a choice, TRL's G
   g * G .. g * G + G - 1 are the G completions of prompt g (TRL's
   `rewards.view(-1, num_generations)`, prompts repeated with repeat_interleave).
 - Float tensors of one call share one floating dtype (float32 or float64); returned
-  tensors have it (except `answer_reward`, always float32). Compute in that dtype.
+  tensors have it (except `answer_reward`, always float32). Compute in that dtype: float64
+  inputs are computed in float64.
 - `mask` is a bool tensor (N, T), True on the completion's tokens, False on padding; values
   at masked positions are arbitrary finite numbers and must not change the result.
 - Inputs are never modified in place.

@@ -20,7 +20,8 @@ response_mask[b, t + 1] is nonzero; response_mask[:, 0] is never used.
 
 Conventions:
 - Dtypes: computed in float32 whatever the logits' dtype (upcast with `logits.float()`
-  first: bfloat16, float16 and float64 logits alike), and every result is float32.
+  first: bfloat16, float16 and float64 logits alike, so float64 logits are computed in
+  float32 too), and every result is float32.
 - Numerics: use log_softmax (it subtracts the max first). Logits may be huge (thousands,
   with gaps of thousands between tokens): log(softmax(x)) then underflows to log(0) = -inf,
   and exp without the max shift overflows. Every result here is finite for finite logits.

@@ -8,7 +8,7 @@ tokens. Shared conventions:
   False on padding. In each row the True entries are contiguous (right padding, left padding
   or both); a row may have no True entry at all.
 - The float tensors of one call share one floating dtype (float32 or float64) and every
-  returned tensor has that dtype. Compute in that dtype.
+  returned tensor has that dtype. Compute in that dtype: float64 inputs are computed in float64.
 - Values at masked positions (padding) are arbitrary finite numbers (whatever the model
   gave there) and must not change any result.
 - Losses are batch-level token means: the sum over ALL valid tokens of the batch divided by

@@ -36,7 +36,7 @@ def acceptance_rate(target_probs: torch.Tensor, draft_probs: torch.Tensor) -> to
     token drawn from q is accepted.
 
     `target_probs` and `draft_probs` have the same shape (..., V); returns a tensor of the
-    leading shape (...), in their dtype. (It is also 1 - TV(p, q), with the total variation
+    leading shape (...), in their dtype: float64 inputs are computed in float64. (It is also 1 - TV(p, q), with the total variation
     distance TV = 1/2 sum |p - q|.)
     """
     raise NotImplementedError
