@@ -287,6 +287,28 @@ def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *arg
     return out.logits if hasattr(out, "logits") else out
 
 
+def load_returned_weights(model: torch.nn.Module, state: Any, what: str, *, returned: str = "the state dict",
+                          how: str = "return model.state_dict() of the trained model") -> torch.nn.Module:
+    """The judge's own `model` with the weights a solution returned, in eval mode: a failed
+    check saying what is wrong when `state` is not a state dict of `model`'s keys and shapes,
+    or holds NaN or inf. The student's numbers are never trusted; their weights are measured."""
+    kind = type(model).__name__
+    check(isinstance(state, dict), f"{what}: {returned} is a {type(state).__name__}, expected {kind}'s state dict"
+                                   " {name: tensor}")
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    check(not missing and not extra,
+          f"{what}: the returned state dict's keys are not {kind}'s: missing {missing[:5]}, unexpected {extra[:5]};"
+          f" {how}")
+    for k, v in expected.items():
+        got = state[k]
+        check(isinstance(got, torch.Tensor) and got.shape == v.shape,
+              f"{what}: state[{k!r}] is {getattr(got, 'shape', type(got).__name__)}, expected shape {tuple(v.shape)}")
+        check(bool(torch.isfinite(got).all()), f"{what}: state[{k!r}] holds NaN or inf: the training diverged")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
 def random_state_dict(
     rng: Any, module: torch.nn.Module, scale: Callable[[str, tuple[int, ...]], float | None]
 ) -> dict[str, torch.Tensor]:

@@ -62,6 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from grader import probes
+from grader.checks import load_returned_weights
 from grader.compare import check, fail
 from grader.synthlang import SyntheticLanguage
 
@@ -404,21 +405,8 @@ def preference_pairs(n: int, seed: int, *, prompt_len: int = 6, lengths: tuple[i
 
 def load(state: Any, what: str) -> torch.nn.Module:
     """The judge's own GPT2LMHeadModel with the returned weights, or a failed check saying why."""
-    check(isinstance(state, dict), f"{what}: returned a {type(state).__name__}, expected the policy's state dict "
-                                   "{name: tensor}")
-    model = new_model()
-    expected = model.state_dict()
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    check(not missing and not extra,
-          f"{what}: the returned state dict's keys are not GPT2LMHeadModel's: missing {missing[:5]}, unexpected "
-          f"{extra[:5]}; return policy.state_dict() of the trained policy")
-    for k, v in expected.items():
-        got = state[k]
-        check(isinstance(got, torch.Tensor) and got.shape == v.shape,
-              f"{what}: state[{k!r}] is {getattr(got, 'shape', type(got).__name__)}, expected shape {tuple(v.shape)}")
-        check(bool(torch.isfinite(got).all()), f"{what}: state[{k!r}] holds NaN or inf: the training diverged")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return load_returned_weights(new_model(), state, what, returned="the returned value",
+                                 how="return policy.state_dict() of the trained policy")
 
 
 def pair_logprobs(model: torch.nn.Module, pairs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from grader.checks import load_returned_weights
 from grader.compare import assert_close, check, raises
 from grader.synthlang import SyntheticLanguage
 
@@ -69,22 +70,7 @@ def token_batches(seed: int) -> torch.Tensor:
 
 def load(state: Any, what: str) -> torch.nn.Module:
     """The judge's own GPT2LMHeadModel with the returned weights, or a failed check saying why."""
-    check(isinstance(state, dict), f"{what}: the first thing returned is a {type(state).__name__}, expected the "
-                                   "model's state dict {name: tensor}")
-    model = new_model()
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    check(not missing and not extra,
-          f"{what}: the returned state dict's keys are not GPT2LMHeadModel's: missing {missing[:5]}, "
-          f"unexpected {extra[:5]}; return model.state_dict() of the trained model")
-    for k, v in expected.items():
-        got = state[k]
-        check(isinstance(got, torch.Tensor) and got.shape == v.shape,
-              f"{what}: state[{k!r}] is {getattr(got, 'shape', type(got).__name__)}, expected shape {tuple(v.shape)}")
-        check(bool(torch.isfinite(got).all()), f"{what}: state[{k!r}] holds NaN or inf: the training diverged")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return load_returned_weights(new_model(), state, what, returned="the first thing returned")
 
 
 def batch_loss(model: torch.nn.Module, batches: torch.Tensor) -> float:
