@@ -23,8 +23,9 @@ message.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -273,6 +274,30 @@ class Expect:
         if problems:
             fail(f"{name}: " + "; ".join(problems), verdict, self.mistakes(lambda m: observed(runs(m))))
         return got["runs"][0]["result"]
+
+@contextlib.contextmanager
+def one_torch_thread(where: Any = None) -> Iterator[None]:
+    """Run the block with torch on one thread in the judge and, given a solution namespace
+    (`expect.solution`), in the process where its code runs; each put back afterwards.
+
+    For tiny models (matrices of kilobytes): a second thread only waits on the first, and on
+    a busy machine its spinning makes a check many times slower than the work itself."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    remote_before = None
+    try:
+        if where is not None:
+            threads = [["import", "torch"], ["method", 0, "get_num_threads", []]]
+            remote_before = probes.run_program(where, [*threads, ["method", 0, "set_num_threads", [["val", 1]]]],
+                                               [1])[0]
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if remote_before is not None:
+            with contextlib.suppress(Exception):  # a process that died has said why already
+                probes.run_program(where, [["import", "torch"],
+                                           ["method", 0, "set_num_threads", [["val", remote_before]]]], [])
+
 
 def hf_output(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], *args: Any,
               output: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:

@@ -51,9 +51,7 @@ beta * 18 nats of margin already, sigmoid(-9) ~ 1e-4 of the gradient, and barely
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -62,7 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from grader import probes
-from grader.checks import load_returned_weights
+from grader.checks import load_returned_weights, one_torch_thread
 from grader.compare import check, fail
 from grader.synthlang import SyntheticLanguage
 
@@ -327,31 +325,6 @@ def test_ipo_loss(expect, rng):
 # --- training: the judge measures the returned weights -----------------------------------------
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny matmuls (32-wide): extra torch threads only spin, most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def one_thread_where_it_runs(namespace: Any) -> Iterator[None]:
-    """One torch thread where `namespace`'s code runs (the student's process in isolated mode),
-    put back afterwards: the student's training loop is as tiny as the judge's."""
-    torch_threads = [["import", "torch"], ["method", 0, "get_num_threads", []]]
-    before = probes.run_program(namespace, [*torch_threads, ["method", 0, "set_num_threads", [["val", 1]]]], [1])[0]
-    try:
-        yield
-    finally:
-        with contextlib.suppress(Exception):  # a process that died already reported why
-            probes.run_program(namespace, [["import", "torch"], ["method", 0, "set_num_threads", [["val", before]]]],
-                               [])
-
-
 def new_model() -> torch.nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -367,7 +340,7 @@ def reference_state() -> dict[str, torch.Tensor]:
     model = new_model()
     batches = torch.from_numpy(LANGUAGE.sample(60 * 32 * 17, seed=5)).view(60, 32, 17)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-    with one_thread():
+    with one_torch_thread():
         for batch in batches:
             logits = model(input_ids=batch[:, :-1]).logits
             loss = F.cross_entropy(logits.reshape(-1, V), batch[:, 1:].reshape(-1))
@@ -437,14 +410,14 @@ def judge_training(expect: Any, pairs: dict[str, torch.Tensor], held_out: dict[s
     n = len(pairs["chosen_ids"])
     what = f"train_dpo({n} pairs, beta={beta:g}, lr={lr:g}, steps={steps})"
     frozen = {k: v.clone() for k, v in start.items()}
-    with one_thread_where_it_runs(expect.solution):
+    with one_torch_thread(expect.solution):
         state = expect.solution.train_dpo(CONFIG, start, frozen, pairs, beta=beta, lr=lr, steps=steps)
     policy = load(state, what)
     check(any(not torch.equal(state[k].float(), v) for k, v in start.items()),
           f"{what}: the returned weights are the initial weights: return the trained policy's state_dict(), taken "
           "after the loop (not the policy_state you were given, nor a copy taken before the loop)")
     reference = load(start, "the reference")
-    with one_thread():
+    with one_torch_thread():
         margin, accuracy, kl = measure(policy, reference, held_out, beta)
     if margin >= MIN_MARGIN and kl <= MAX_KL:
         return

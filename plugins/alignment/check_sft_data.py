@@ -26,9 +26,7 @@ assistant-token loss, measured with the judge's own mask, falls.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ import pytest
 import torch
 
 from grader import probes
+from grader.checks import one_torch_thread
 from grader.compare import check, raises
 from grader.synthlang import SyntheticLanguage
 
@@ -222,17 +221,6 @@ def new_model() -> torch.nn.Module:
     return LlamaForCausalLM(config).float()
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """The tiny model's matrices are a few kilobytes: more threads only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def student_batch(module: Any, path: str, convs: list[list[dict[str, str]]]) -> Any:
     tok = tokenizer_in(module, path)
     return module.collate([module.tokenize_conversation(tok, m) for m in convs], PAD)
@@ -278,7 +266,7 @@ def test_judged_sft_steps(expect, rng, shared_dir):
     what = (f"the batch of {len(convs)} conversations built by tokenize_conversation and collate(..., "
             "pad_token_id=<|pad|>), trained on by the judge's LlamaForCausalLM(input_ids, attention_mask, labels)")
     batch = student_batch(expect.solution, path, convs)
-    with one_thread():
+    with one_torch_thread():
         got = trained_positions(batch, what)
     # logits at t carry a gradient exactly when token t + 1 is an assistant token (content or its end)
     wanted = torch.zeros_like(truth["labels"], dtype=torch.bool)
@@ -286,7 +274,7 @@ def test_judged_sft_steps(expect, rng, shared_dir):
     expect.compare(got, wanted, lambda m: trained_positions(student_batch(m, path, convs), what),
                    name=f"{what}: which positions' logits get a gradient from the loss (True: the next token is one "
                         "of the assistant's; prompt, header and padding positions must carry none)")
-    with one_thread():
+    with one_torch_thread():
         model = new_model()
         before = assistant_loss(model, truth)
         optimizer = torch.optim.Adam(model.parameters(), lr=LR)

@@ -19,6 +19,8 @@ import pytest
 import torch
 from torch import nn
 
+from grader.checks import one_torch_thread
+
 # float32, outputs of LayerNorm size (|y| < ~5): the reference is within 2e-6 of
 # nn.Transformer; every known mistake is off by more than 1e-1.
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -64,10 +66,8 @@ def _weights(rng: Any, cfg: Config) -> dict[str, torch.Tensor]:
 def _one_thread():
     """Tiny matmuls: in the judge (the torch module, known mistakes, the direct-mode reference)
     extra threads only spin on a busy machine, at many times the cost of the work itself."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def _expected(model: nn.Transformer, method: str, kwargs: dict[str, Any]) -> torch.Tensor:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from grader.checks import one_torch_thread
 from grader.compare import assert_close, check
 
 # float32, outputs of size ~2: the reference is within 3e-6 of nn.MultiheadAttention (weights
@@ -68,14 +69,9 @@ def _torch_attention(p: Params, embed_dim: int, num_heads: int, args: dict[str, 
         sd["in_proj_bias"] = torch.cat([p[x][1] for x in "qkv"])
         sd["out_proj.bias"] = p["out"][1]
     mha.load_state_dict(sd)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: extra threads only spin on a busy machine
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "mismatched key_padding_mask and attn_mask" is intended
-            return mha(**args, average_attn_weights=True)
-    finally:
-        torch.set_num_threads(threads)
+    with one_torch_thread(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "mismatched key_padding_mask and attn_mask" is intended
+        return mha(**args, average_attn_weights=True)
 
 
 def _run(ns: Any, embed_dim: int, num_heads: int, bias: bool, fused: bool, sd: Any, args: dict[str, Any]) -> Any:

@@ -27,7 +27,6 @@ every verdict holds for any correct implementation.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from grader import probes
+from grader.checks import one_torch_thread
 from grader.compare import check
 
 # Scores: float32 sums of up to ten log-probs, recomputed by the student without a cache.
@@ -96,21 +96,9 @@ def student_run(module: Any, case: Case, kwargs: dict[str, Any]) -> Any:
         return probes.run_program(module, program, [9])[0]
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """The models are tiny: a second thread only waits for the first, and on a busy machine
-    its spinning made a check ten times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def _judge_on_one_thread() -> Iterator[None]:
-    with one_thread():
+    with one_torch_thread():
         yield
 
 
