@@ -153,7 +153,7 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
     if note:
         click.echo(note, err=True)
     from grader.state import ProgressState
-    from grader.terminal import TerminalReport, guide_for
+    from grader.terminal import TerminalReport, guide_for, missing_files
 
     options = RunOptions(
         mode="isolated",
@@ -167,7 +167,7 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
         blocked=tuple(b.removeprefix("no:") for b in blocked),
     )
     # With a report on stdout, stdout is the report's alone: people read stderr.
-    term = TerminalReport(stderr=bool(to_stdout))
+    term = TerminalReport(stderr=bool(to_stdout), missing=missing_files([e for e, _ in selection], solutions_dir))
     if not quiet:
         term.start([e.id for e, _ in selection])
 

@@ -3,9 +3,11 @@
 Each thing is said once: checks that failed the same way (an import error fails them all)
 are one item, and a known mistake is named once per exercise with the checks it explains.
 The run's first failing check is shown in full and the others in one line each, unless
-`expand_all`. Layout holds at 80 columns and through a pipe: a line holding an id or a
-command is never wrapped (the terminal may fold it; a pipe keeps it whole), and wrapped
-prose keeps its indent.
+`expand_all`. An exercise not started (its file missing, or the untouched stub) is one line:
+a partial submission reads as a list of what is left, not a page of errors per check.
+Layout holds at 80 columns and through a pipe: a line holding an id or a command is never
+wrapped (the terminal may fold it; a pipe keeps it whole), and wrapped prose keeps its
+indent.
 """
 
 from __future__ import annotations
@@ -90,9 +92,19 @@ def _without(message: str, text: str) -> str:
     return (message[:start] + message[at + len(text):]).strip("\n")
 
 
+def missing_files(exercises: list[Any], solutions_dir: Path) -> dict[str, str]:
+    """Exercise id -> the student's file, for each of `exercises` whose file does not exist."""
+    return {e.id: student_file(solutions_dir, e) for e in exercises
+            if not (solutions_dir / e.track / f"{e.name}.py").exists()}
+
+
 class TerminalReport:
-    def __init__(self, console: Console | None = None, *, stderr: bool = False):
+    def __init__(self, console: Console | None = None, *, stderr: bool = False,
+                 missing: dict[str, str] | None = None):
+        """`missing`: exercise id -> the solution file not created yet (see `missing_files`);
+        such an exercise is said in one line, never as an import error per check."""
         self.console = console or Console(highlight=False, stderr=stderr)
+        self.missing = dict(missing or {})
         self.progress: Progress | None = None
         self.task: Any = None
         self._order: list[str] = []
@@ -158,11 +170,26 @@ class TerminalReport:
         if self.progress is not None:
             self.progress.advance(self.task)
 
+    def _not_created(self, result: ExerciseResult) -> str:
+        """The file `result`'s exercise needs when it has not been created (nothing passed)."""
+        if result.id in self.missing and not any(c.outcome == "passed" for c in result.checks):
+            return self.missing[result.id]
+        return ""
+
+    def _not_started(self, result: ExerciseResult) -> bool:
+        return result.status == "not_started" or bool(self._not_created(result))
+
     def _exercise_line(self, result: ExerciseResult) -> None:
-        mark, style = STATUS_STYLE.get(result.status, ("?", ""))
+        absent = self._not_created(result)
+        mark, style = STATUS_STYLE.get("not_started" if absent else result.status, ("?", ""))
         line = Text(f"{mark} {result.id:<{self._id_width}}", style=style)
         line += Text(f"{result.score:g}/{result.max_score:g}".rjust(7) + "  ")
-        line += Text(result.status.replace("_", " "), style=style)
+        if absent:
+            line += Text("not created: ", style=style) + Text(absent)
+        elif result.status == "not_started" and any(c.not_implemented for c in result.checks):
+            line += Text("not started (still the stub)", style=style)
+        else:
+            line += Text(result.status.replace("_", " "), style=style)
         if result.skipped_points:
             line += Text(f"  ({result.skipped_points:g} points skipped)", style="dim")
         self._line(line)
@@ -184,7 +211,8 @@ class TerminalReport:
         expanded_one = False
         collapsed = 0
         for e in run.exercises:
-            if needs_work(e) and e.status != "not_started":
+            # --all shows a missing file's import error too; a stub has nothing more to say
+            if needs_work(e) and e.status != "not_started" and (guide.expand_all or not self._not_created(e)):
                 expanded_one, n = self._exercise_details(e, guide, expanded_one)
                 collapsed += n
         if collapsed:
@@ -211,7 +239,7 @@ class TerminalReport:
 
     def _next_steps(self, run: RunResult, guide: Guide, below: bool) -> None:
         todo = next((e for e in run.exercises if needs_work(e)), None)
-        if todo is not None and todo.status == "not_started":
+        if todo is not None and self._not_started(todo):
             self._wrapped(f"Next: {todo.id} ({todo.title}), not started yet.", 0)
             self._open_and_grade(todo.id, guide, hint=True)
         elif todo is not None:
@@ -235,7 +263,8 @@ class TerminalReport:
 
     def _open_and_grade(self, exercise_id: str, guide: Guide, hint: bool) -> None:
         path = guide.files.get(exercise_id)
-        rows = [(f"open {path}", "the file to edit")] if path else []
+        what = "create it (copy the stub)" if exercise_id in self.missing else "the file to edit"
+        rows = [(f"open {path}", what)] if path else []
         rows.append((f"grade {exercise_id}", "grades it"))
         if hint:
             rows.append((f"grade hint {exercise_id}", "a hint when stuck"))

@@ -174,11 +174,11 @@ class Watcher:
     def grade(self, exercise: Any, why: str) -> Any:
         from grader.errors import GraderError
         from grader.runner import run
-        from grader.terminal import TerminalReport, guide_for
+        from grader.terminal import TerminalReport, guide_for, missing_files
 
         c = self.console
         c.rule(f"[dim]{time.strftime('%H:%M:%S')}[/] {why}", align="left")
-        term = TerminalReport(c)
+        term = TerminalReport(c, missing=missing_files([exercise], self.options.solutions))
         self.busy, self.stopping = exercise, False
         try:
             result = run(self.catalog, [(exercise, None)], self.options, on_exercise=term.exercise_done, warm=self.warm)

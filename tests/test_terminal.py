@@ -142,3 +142,56 @@ def test_a_check_that_names_several_mistakes_keeps_its_message_whole():
     guide = Guide(misconceptions={"foundations.init_and_clip": {"normalises_whole_tensor": MISCONCEPTION, "mode": other}})
     text = " ".join(render(run_of(e), guide).split())
     assert f"- {MISCONCEPTION} - {other}" in text and "Known mistake" not in text
+
+
+def test_a_partial_submission_is_a_line_per_missing_exercise_and_detail_for_the_failing_one():
+    def missing(name: str) -> ExerciseResult:
+        error = f"sol/foundations/{name}.py: importing it raised FileNotFoundError: sol/foundations/{name}.py does not exist"
+        return ExerciseResult(f"foundations.{name}", name, [check(f"c{i}", "error", error) for i in range(10)])
+
+    stub = ExerciseResult("foundations.softmax", "Softmax", [
+        check(f"c{i}", message="softmax(x) raised NotImplementedError: not implemented yet.", not_implemented=True,
+              traceback='  File "sol/foundations/softmax.py", line 26, in softmax\n    raise NotImplementedError')
+        for i in range(8)])
+    failing = ExerciseResult("foundations.cross_entropy", "CE", [
+        check("ok", "passed"), check("ignore_index", message="got 3.66, expected 4.88\nworst at index ()")])
+    passing = [ExerciseResult(f"foundations.p{i}", "P", [check("a", "passed")]) for i in range(3)]
+    results = [stub, failing, missing("autograd"), *passing, missing("optimizers")]
+    absent = {"foundations.autograd": "sol/foundations/autograd.py", "foundations.optimizers": "sol/foundations/optimizers.py"}
+
+    def output(expand_all: bool = False) -> str:
+        out = io.StringIO()
+        term = TerminalReport(Console(file=out, width=80, highlight=False), missing=absent)
+        term.start([e.id for e in results])
+        for e in results:
+            term.exercise_done(e)
+        term.stop()
+        term.summary(run_of(*results), Guide(files={"foundations.softmax": "sol/foundations/softmax.py"},
+                                             expand_all=expand_all))
+        return out.getvalue()
+
+    text = output()
+    lines = text.splitlines()
+    for name in ("autograd", "optimizers"):
+        said = [x.split() for x in lines if name in x]
+        assert said == [["·", f"foundations.{name}", "0/10", "not", "created:", f"sol/foundations/{name}.py"]], text
+    said = [x.split() for x in lines if "softmax" in x and x.startswith("·")]
+    assert said == [["·", "foundations.softmax", "0/8", "not", "started", "(still", "the", "stub)"]], text
+    assert "NotImplementedError" not in text and "FileNotFoundError" not in text
+    assert "got 3.66, expected 4.88" in text and "worst at index ()" in text  # the real failure in full
+    assert "rerun: grade foundations.cross_entropy.ignore_index" in text
+    assert any(x.startswith("Score: 4/33 (12.1%)") for x in lines)  # the summary line stays
+    assert len(lines) <= 20, text
+    assert "FileNotFoundError" in output(expand_all=True)  # --all still shows everything
+
+
+def test_missing_files_names_only_the_exercises_without_a_solution_file(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from grader.terminal import missing_files
+
+    (tmp_path / "foundations").mkdir()
+    (tmp_path / "foundations" / "softmax.py").write_text("")
+    exercises = [SimpleNamespace(id=f"foundations.{n}", track="foundations", name=n) for n in ("softmax", "autograd")]
+    monkeypatch.chdir(tmp_path)
+    assert missing_files(exercises, tmp_path) == {"foundations.autograd": "foundations/autograd.py"}
