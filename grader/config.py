@@ -10,6 +10,9 @@ Keys (all optional):
     fail_under = 60.0           percentage below which `grade` exits 1
     reports = ["json:out.json"] reports written after each run
     seed = 0                    salt for the inputs each check draws
+    gradescope_hidden_visibility = "after_published"
+                                when Gradescope shows students the hidden checks: "hidden",
+                                "after_due_date", "after_published" or "visible"
 
 A table `[tool.grade.<plugin>]` holds that plugin's own settings.
 """
@@ -23,7 +26,10 @@ from typing import Any
 from grader.errors import ConfigError
 from grader.tomlload import expect, expect_str_list, read_toml, reject_unknown
 
-KEYS = {"solutions", "plugins", "disable_plugins", "timeout", "jobs", "fail_under", "reports", "seed"}
+KEYS = {"solutions", "plugins", "disable_plugins", "timeout", "jobs", "fail_under", "reports", "seed",
+        "gradescope_hidden_visibility"}
+# Gradescope's own visibility values, from its autograder specification.
+GRADESCOPE_VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 
 
 @dataclass
@@ -38,6 +44,7 @@ class GradeConfig:
     fail_under: float | None = None
     reports: list[str] = field(default_factory=list)
     seed: int = 0
+    gradescope_hidden_visibility: str = "after_published"
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -101,6 +108,11 @@ def load_config(start: Path | None = None, path: Path | None = None) -> GradeCon
     cfg.fail_under = fail_under
     cfg.reports = expect_str_list(data, "reports", where, [])
     cfg.seed = expect(data, "seed", int, where, 0)
+    visibility = expect(data, "gradescope_hidden_visibility", str, where, "after_published")
+    if visibility not in GRADESCOPE_VISIBILITIES:
+        raise ConfigError(f"{where}: key 'gradescope_hidden_visibility' must be one of "
+                          f"{', '.join(GRADESCOPE_VISIBILITIES)}, not {visibility!r}.")
+    cfg.gradescope_hidden_visibility = visibility
     return cfg
 
 
