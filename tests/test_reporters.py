@@ -129,6 +129,17 @@ def test_github_annotations_in_the_exact_workflow_command_format():
     assert lines[2].endswith("::ZeroDivisionError: division by zero")
 
 
+def test_github_says_an_exercise_not_started_once():
+    stub = ExerciseResult("foundations.cross_entropy", "Cross-entropy", [
+        CheckResult(f"check_{i}", "failed", 0.0, 2.0, message="raised NotImplementedError", not_implemented=True)
+        for i in range(6)])
+    run = RunResult("0.1.0", "2026-01-01T00:00:00Z", 1.0, {}, [TrackResult("foundations", "Foundations", [stub])])
+    assert stub.status == "not_started"
+    assert reporters.render_github_annotations(run).splitlines() == [
+        "::notice file=exercises/foundations/cross_entropy.py,line=1,"
+        "title=foundations.cross_entropy%3A not started (0/12 points)::Cross-entropy: not started yet."]
+
+
 def test_github_writes_the_step_summary(tmp_path, monkeypatch, capsys):
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")

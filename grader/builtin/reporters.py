@@ -192,9 +192,18 @@ def student_location(ex: ExerciseResult, check: CheckResult) -> tuple[str, int]:
 
 
 def render_github_annotations(run: RunResult) -> str:
-    """An `::error` workflow command per check that did not pass (skipped ones excepted)."""
+    """An `::error` workflow command per check that did not pass (skipped ones excepted), and
+    one `::notice` for an exercise not started: a partial submission lists what is left
+    instead of an error per check (GitHub shows only the first few annotations of a step)."""
     lines = []
     for ex in run.exercises:
+        if ex.status == "not_started":
+            first = ex.checks[0] if ex.checks else CheckResult("", "failed", 0.0, 0.0)
+            file, line = student_location(ex, first)
+            title = f"{ex.id}: not started (0/{_num(ex.max_score)} points)"
+            props = f"file={_escape_property(file)},line={line},title={_escape_property(title)}"
+            lines.append(f"::notice {props}::{_escape_data(ex.title + ': not started yet.')}\n")
+            continue
         for c in ex.checks:
             if c.outcome in ("passed", "skipped"):
                 continue
