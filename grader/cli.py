@@ -6,6 +6,8 @@
     grade watch [TARGET...]  re-grade each exercise as it is saved, then move on
     grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
     grade plugins            loaded plugins and the hooks each implements
+    grade roster DIR --gradebook DB   for instructors: grade every student's folder into SQLite
+    grade gradebook merge|export      for instructors: combine shard gradebooks, write CSV
     grade new-track NAME     for instructors: a track plugin project to pip install -e
     grade new-exercise T.N   for instructors: add an exercise to an installed track
 
@@ -323,6 +325,141 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
     if failed:
         echo(f"{failed} track(s) or exercise(s) have problems.")
         sys.exit(EXIT_UNSOUND)
+
+
+@cli.command("roster")
+@click.argument("submissions", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("targets", nargs=-1)
+@click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="SQLite gradebook to write; an existing one is resumed: unchanged submissions are not graded again.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Accepted for symmetry with grading; submissions are graded one at a time by one warm judge.")
+@click.option("--shard", default=None, metavar="K/N", help="Grade only shard K of N (1-based), for CI matrices and "
+              "job arrays; a stable hash of each name picks its shard. Combine with 'grade gradebook merge'.")
+@click.option("--hidden", is_flag=True, help="Also run hidden checks.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=None, help="Seconds allowed per call into a solution.")
+@click.option("--seed", default=None, help="Salt for the random inputs of every check.")
+@click.option("--isolation", type=click.Choice(["auto", "strict", "process"]), default=None,
+              help="As for grading; default strict when CI is set or with --hidden, else auto.")
+def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: Path, jobs: int, shard: str | None,
+                   hidden: bool, timeout: float | None, seed: str | None, isolation: str | None) -> None:
+    """For instructors: grade every student's folder in SUBMISSIONS into a gradebook.
+
+    SUBMISSIONS holds one folder per student, each laid out like a solutions directory
+    (<track>/<name>.py). TARGETS as for grading (default: everything). A re-run grades only
+    submissions whose files, or whose checks, changed: a killed run resumes.
+    """
+    import time
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from grader.gradebook import Gradebook
+    from grader.roster import find_submissions, grade_roster, parse_shard, shard_of
+    from grader.runner import RunOptions, resolve_isolation
+
+    config, plugins = _context()
+    catalog = plugins.catalog()
+    selection = catalog.select(list(targets))
+    found = find_submissions(submissions.resolve())
+    if shard is not None:
+        k, n = parse_shard(shard)
+        found = [s for s in found if shard_of(s.name, n) == k]
+    if isolation is None:
+        isolation = "strict" if hidden or os.environ.get("CI") else "auto"
+    level, note = resolve_isolation(isolation)
+    console = Console(stderr=True, highlight=False)
+    if note:
+        console.print(note)
+    options = RunOptions(mode="isolated", salt=str(seed if seed is not None else config.seed), hidden=hidden,
+                         timeout=timeout if timeout is not None else config.timeout, jobs=1, isolation=level)
+    book = Gradebook(gradebook_path)
+    progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    task = progress.add_task("", total=None)
+    t0 = time.monotonic()
+
+    def started(count: int) -> None:
+        progress.update(task, total=count)
+        if count:
+            progress.start()
+
+    def done(submission: Any, result: Any) -> None:
+        progress.update(task, advance=1, description=f"{submission.name} {result.score:g}/{result.max_score:g}")
+
+    try:
+        summary = grade_roster(catalog, selection, options, found, book, list(targets), on_start=started,
+                               on_done=done, on_problem=lambda text: progress.console.print(text))
+    finally:
+        progress.stop()
+        book.close()
+    console.print(f"{summary.graded} graded, {summary.skipped} unchanged since last graded, "
+                  f"{summary.failed} failed to grade, in {time.monotonic() - t0:.1f} s; gradebook: {gradebook_path}")
+    if summary.failed:
+        sys.exit(EXIT_INTERNAL)
+
+
+@cli.group("gradebook")
+def gradebook_group() -> None:
+    """For instructors: combine and export gradebooks written by 'grade roster'."""
+
+
+@gradebook_group.command("merge")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def gradebook_merge_command(out: Path, inputs: tuple[Path, ...]) -> None:
+    """Combine shard gradebooks INPUTS into OUT (created, or added to). A submission held
+    by two of them with different files or checks is an error."""
+    from grader.gradebook import Gradebook
+
+    book = Gradebook(out)
+    try:
+        for path in inputs:
+            other = Gradebook(path)
+            try:
+                copied = book.merge_from(other)
+            finally:
+                other.close()
+            click.echo(f"{path}: {copied} submission(s) merged", err=True)
+    finally:
+        book.close()
+
+
+@gradebook_group.command("export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A row per submission: its name, a column per exercise (points), the total last.")
+@click.option("--lms", "lms_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A Canvas-style gradebook import: columns Student, ID, SIS User ID, Section, then one assignment "
+                   "column; a 'Points Possible' row first. Student and SIS User ID hold the submission's name, ID and "
+                   "Section are empty; the assignment holds the percentage (or, with --lms-points P, the score "
+                   "scaled to P points).")
+@click.option("--lms-column", default="llm-grader", show_default=True, help="The assignment column's title.")
+@click.option("--lms-points", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Points the assignment is worth (default: a percentage, out of 100).")
+def gradebook_export_command(path: Path, csv_out: Path | None, lms_out: Path | None, lms_column: str,
+                             lms_points: float | None) -> None:
+    """Write the gradebook at PATH as CSV (--csv) and/or as an LMS import (--lms)."""
+    from grader.gradebook import Gradebook, export_csv, export_lms
+
+    if csv_out is None and lms_out is None:
+        raise click.UsageError("give --csv OUT, --lms OUT or both.")
+    book = Gradebook(path)
+    try:
+        if csv_out is not None:
+            export_csv(book, csv_out)
+        if lms_out is not None:
+            export_lms(book, lms_out, lms_column, lms_points)
+    except OSError as e:
+        raise ConfigError(f"the export could not be written: {e}; choose a path you can write.") from None
+    finally:
+        book.close()
 
 
 @cli.command("new-track")

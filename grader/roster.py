@@ -1,0 +1,175 @@
+"""Grades a roster: a directory with one folder per student, each laid out like a
+solutions directory (<track>/<name>.py), into a gradebook (`grader.gradebook`).
+
+Every submission is graded by the same warm judge and zygote (`runner.WarmJudge`): its
+files are copied into one staging directory, the only solutions directory the zygote
+ever sees, so imports are paid once per run. A hanging, crashing or memory-hungry
+submission costs its own checks, as in any run; should the judge itself fail on one, it is
+reported, left out of the gradebook (a re-run tries it again) and a fresh judge goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grader import __version__
+from grader.errors import GraderError
+
+
+@dataclass
+class Submission:
+    name: str
+    directory: Path
+
+    def files(self) -> list[Path]:
+        """The submission's Python files, relative to its folder; links are not followed
+        (one could point at any file of the machine that grades)."""
+        out = []
+        for path in sorted(self.directory.rglob("*.py")):
+            rel = path.relative_to(self.directory)
+            if path.is_symlink() or "__pycache__" in rel.parts or any(
+                    (self.directory / Path(*rel.parts[:i])).is_symlink() for i in range(1, len(rel.parts))):
+                continue
+            if path.is_file():
+                out.append(rel)
+        return out
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for rel in self.files():
+            h.update(rel.as_posix().encode() + b"\0")
+            h.update((self.directory / rel).read_bytes())
+            h.update(b"\0")
+        return h.hexdigest()
+
+
+def find_submissions(root: Path) -> list[Submission]:
+    if not root.is_dir():
+        raise GraderError(f"the submissions directory {root} does not exist; give a directory with one folder per student.")
+    return [Submission(p.name, p) for p in sorted(root.iterdir(), key=lambda p: p.name)
+            if p.is_dir() and not p.name.startswith(".")]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 1 <= int(k) <= int(n):
+        raise GraderError(f"--shard {text} is not K/N with 1 <= K <= N (for example --shard 2/4).")
+    return int(k), int(n)
+
+
+def shard_of(name: str, shards: int) -> int:
+    """The 1-based shard a submission belongs to: a stable hash of its name, so a
+    student stays in their shard when others join or leave the roster."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % shards + 1
+
+
+def check_hash(catalog: Any, selection: list[tuple[Any, Any]], options: Any) -> str:
+    """What a grade depends on besides the submission: the grader's version, the grading
+    options, the selected checks, and every check file and toml of the tracks involved."""
+    h = hashlib.sha256()
+    h.update(f"{__version__}\0{options.salt}\0{options.hidden}\0{options.timeout}\0".encode())
+    for exercise, checks in selection:
+        h.update(f"{exercise.id}:{sorted(checks) if checks is not None else '*'}\0".encode())
+    tracks = {e.track for e, _ in selection}
+    for track in catalog.tracks:
+        if track.id not in tracks:
+            continue
+        for path in sorted([*track.directory.rglob("*.py"), *track.directory.rglob("*.toml")]):
+            if "__pycache__" in path.parts:
+                continue
+            h.update(str(path.relative_to(track.directory)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _stage(submission: Submission, staging: Path) -> None:
+    """Replace the staging directory's contents with the submission's files. The
+    directory itself stays: the zygote's sandbox shows that very directory."""
+    for child in staging.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    for rel in submission.files():
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(submission.directory / rel, target)
+    staging.chmod(0o755)
+    for path in staging.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@dataclass
+class RosterSummary:
+    graded: int = 0
+    skipped: int = 0
+    failed: int = 0  # the judge failed: left out of the gradebook
+
+
+def grade_roster(
+    catalog: Any,
+    selection: list[tuple[Any, Any]],
+    options: Any,
+    submissions: list[Submission],
+    book: Any,
+    targets: list[str],
+    on_start: Callable[[int], None] | None = None,
+    on_done: Callable[[Submission, Any], None] | None = None,
+    on_problem: Callable[[str], None] | None = None,
+) -> RosterSummary:
+    """Grade each submission whose files or checks changed since the gradebook last
+    graded it, writing its rows as soon as it is graded."""
+    from dataclasses import replace
+
+    from grader.runner import WarmJudge, run
+
+    digest = check_hash(catalog, selection, options)
+    known = book.graded()
+    todo: list[tuple[Submission, str]] = []
+    summary = RosterSummary()
+    for submission in submissions:
+        content = submission.content_hash()
+        before = known.get(submission.name)
+        if before is not None and (before.content_hash, before.check_hash) == (content, digest):
+            summary.skipped += 1
+        else:
+            todo.append((submission, content))
+    if on_start:
+        on_start(len(todo))
+    if not todo:
+        return summary
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run_id = book.start_run(__version__, started, targets, digest)
+    staging = Path(tempfile.mkdtemp(prefix="grade-roster-"))
+    staging.chmod(0o755)
+    opts = replace(options, solutions=staging, display_root=staging, jobs=1)
+    exercises = [e for e, _ in selection]
+    warm = WarmJudge(exercises=exercises)
+    try:
+        for submission, content in todo:
+            try:
+                _stage(submission, staging)
+                result = run(catalog, selection, opts, warm=warm)
+            except Exception as e:  # the judge's failure, not the student's: try it again next run
+                summary.failed += 1
+                if on_problem:
+                    on_problem(f"{submission.name}: grading failed ({type(e).__name__}: {e}); "
+                               "it is left out of the gradebook and a re-run grades it again.")
+                warm.close()
+                warm = WarmJudge(exercises=exercises)
+                continue
+            graded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            book.record(submission.name, content, run_id, graded_at, result)
+            summary.graded += 1
+            if on_done:
+                on_done(submission, result)
+    finally:
+        warm.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
