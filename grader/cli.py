@@ -333,7 +333,7 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
 @click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="SQLite gradebook to write; an existing one is resumed: unchanged submissions are not graded again.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Accepted for symmetry with grading; submissions are graded one at a time by one warm judge.")
+              help="Submissions graded in parallel, each worker process a warm judge of its own.")
 @click.option("--shard", default=None, metavar="K/N", help="Grade only shard K of N (1-based), for CI matrices and "
               "job arrays; a stable hash of each name picks its shard. Combine with 'grade gradebook merge'.")
 @click.option("--hidden", is_flag=True, help="Also run hidden checks.")
@@ -378,7 +378,8 @@ def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: 
     if note:
         console.print(note)
     options = RunOptions(mode="isolated", salt=str(seed if seed is not None else config.seed), hidden=hidden,
-                         timeout=timeout if timeout is not None else config.timeout, jobs=1, isolation=level)
+                         timeout=timeout if timeout is not None else config.timeout, jobs=jobs, isolation=level,
+                         blocked=())
     book = Gradebook(gradebook_path)
     progress = Progress(TextColumn("grading"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                         TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)

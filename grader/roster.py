@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,11 +125,8 @@ def grade_roster(
     on_problem: Callable[[str], None] | None = None,
 ) -> RosterSummary:
     """Grade each submission whose files or checks changed since the gradebook last
-    graded it, writing its rows as soon as it is graded."""
-    from dataclasses import replace
-
-    from grader.runner import WarmJudge, run
-
+    graded it, writing its rows as soon as it is graded (with `options.jobs` > 1, by
+    that many worker processes)."""
     digest = check_hash(catalog, selection, options)
     known = book.graded()
     todo: list[tuple[Submission, str]] = []
@@ -146,6 +144,21 @@ def grade_roster(
         return summary
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run_id = book.start_run(__version__, started, targets, digest)
+    if options.jobs > 1 and len(todo) > 1:
+        _grade_in_workers(selection, options, todo, book, run_id, summary, on_done)
+    else:
+        _grade_here(catalog, selection, options, todo, book, run_id, summary, on_done, on_problem)
+    return summary
+
+
+def _grade_here(catalog: Any, selection: list[tuple[Any, Any]], options: Any, todo: list[tuple[Submission, str]],
+                book: Any, run_id: int, summary: RosterSummary,
+                on_done: Callable[[Submission, Any], None] | None,
+                on_problem: Callable[[str], None] | None) -> None:
+    from dataclasses import replace
+
+    from grader.runner import WarmJudge, run
+
     staging = Path(tempfile.mkdtemp(prefix="grade-roster-"))
     staging.chmod(0o755)
     opts = replace(options, solutions=staging, display_root=staging, jobs=1)
@@ -172,4 +185,90 @@ def grade_roster(
     finally:
         warm.close()
         shutil.rmtree(staging, ignore_errors=True)
-    return summary
+
+
+@dataclass
+class _Score:
+    """What a worker's submission reports to the progress line: its score."""
+
+    score: float
+    max_score: float
+
+
+def _grade_in_workers(selection: list[tuple[Any, Any]], options: Any, todo: list[tuple[Submission, str]],
+                      book: Any, run_id: int, summary: RosterSummary,
+                      on_done: Callable[[Submission, Any], None] | None) -> None:
+    """-j N: N worker processes, each a warm judge of its own over every Nth submission,
+    writing to the gradebook itself; progress is read back from the gradebook."""
+    import json
+    import os
+    import subprocess
+    import time
+
+    tmp = Path(tempfile.mkdtemp(prefix="grade-roster-jobs-"))
+    workers = []
+    try:
+        for i in range(min(options.jobs, len(todo))):
+            spec = {
+                "targets": [e.id if c is None else [e.id, sorted(c)] for e, c in selection],
+                "options": options.to_json(),
+                "cwd": str(Path.cwd()),
+                "gradebook": str(book.path),
+                "run_id": run_id,
+                "submissions": [[s.name, str(s.directory), content] for s, content in todo[i::options.jobs]],
+            }
+            path = tmp / f"job{i}.json"
+            path.write_text(json.dumps(spec))
+            workers.append(subprocess.Popen([sys.executable, "-m", "grader.roster", str(path)], env=os.environ.copy()))
+        by_name = {s.name: s for s, _ in todo}
+        reported: set[str] = set()
+
+        def poll() -> None:
+            for name, score, max_score in book.db.execute(
+                    "SELECT name, score, max_score FROM submissions WHERE run_id = ?", (run_id,)):
+                if name in by_name and name not in reported:
+                    reported.add(name)
+                    summary.graded += 1
+                    if on_done:
+                        on_done(by_name[name], _Score(score, max_score))
+
+        while any(w.poll() is None for w in workers):
+            poll()
+            time.sleep(0.5)
+        poll()
+        summary.failed += len(by_name) - len(reported)
+    finally:
+        for w in workers:
+            if w.poll() is None:  # interrupted: no worker outlives the run
+                w.kill()
+                w.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _worker(spec_path: str) -> None:
+    """A -j worker: grade the submissions named in the spec into the gradebook."""
+    import json
+    import os
+
+    from grader.config import load_config
+    from grader.gradebook import Gradebook
+    from grader.plugins import GradePlugins
+    from grader.runner import RunOptions
+
+    spec = json.loads(Path(spec_path).read_text())
+    os.chdir(spec["cwd"])
+    options = RunOptions.from_json(spec["options"])
+    catalog = GradePlugins(load_config(), blocked=options.blocked).catalog()
+    selection = [(catalog.exercise(t), None) if isinstance(t, str) else (catalog.exercise(t[0]), frozenset(t[1]))
+                 for t in spec["targets"]]
+    todo = [(Submission(name, Path(directory)), content) for name, directory, content in spec["submissions"]]
+    book = Gradebook(Path(spec["gradebook"]))
+    try:
+        _grade_here(catalog, selection, options, todo, book, spec["run_id"], RosterSummary(), None,
+                    lambda text: print(text, file=sys.stderr))
+    finally:
+        book.close()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
