@@ -328,7 +328,7 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
 
 
 @cli.command("roster")
-@click.argument("submissions", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("submissions", type=click.Path(path_type=Path))
 @click.argument("targets", nargs=-1)
 @click.option("--gradebook", "gradebook_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="SQLite gradebook to write; an existing one is resumed: unchanged submissions are not graded again.")
@@ -346,7 +346,8 @@ def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: 
     """For instructors: grade every student's folder in SUBMISSIONS into a gradebook.
 
     SUBMISSIONS holds one folder per student, each laid out like a solutions directory
-    (<track>/<name>.py). TARGETS as for grading (default: everything). A re-run grades only
+    (<track>/<name>.py) or holding one in exercises/ (a repository clone); or it is a .zip
+    of such folders, perhaps inside one top folder (GitHub Classroom and Gradescope exports). TARGETS as for grading (default: everything). A re-run grades only
     submissions whose files, or whose checks, changed: a killed run resumes.
     """
     import time
@@ -361,13 +362,21 @@ def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: 
     )
 
     from grader.gradebook import Gradebook
-    from grader.roster import find_submissions, grade_roster, parse_shard, shard_of
+    from grader.roster import find_submissions, grade_roster, parse_shard, shard_of, unpack_zip
     from grader.runner import RunOptions, resolve_isolation
 
     config, plugins = _context()
     catalog = plugins.catalog()
     selection = catalog.select(list(targets))
-    found = find_submissions(submissions.resolve())
+    import shutil
+    import tempfile
+
+    unpacked = None
+    if submissions.is_file() and submissions.suffix.lower() == ".zip":
+        unpacked = Path(tempfile.mkdtemp(prefix="grade-roster-zip-"))
+        found = find_submissions(unpack_zip(submissions, unpacked))
+    else:
+        found = find_submissions(submissions.resolve())
     if shard is not None:
         k, n = parse_shard(shard)
         found = [s for s in found if shard_of(s.name, n) == k]
@@ -400,6 +409,8 @@ def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: 
     finally:
         progress.stop()
         book.close()
+        if unpacked is not None:
+            shutil.rmtree(unpacked, ignore_errors=True)
     console.print(f"{summary.graded} graded, {summary.skipped} unchanged since last graded, "
                   f"{summary.failed} failed to grade, in {time.monotonic() - t0:.1f} s; gradebook: {gradebook_path}")
     if summary.failed:

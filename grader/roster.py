@@ -52,10 +52,60 @@ class Submission:
 
 
 def find_submissions(root: Path) -> list[Submission]:
+    """One submission per folder of `root`. A folder holding `exercises/` (a clone of the
+    student's repository, as GitHub Classroom exports it) is graded from there."""
     if not root.is_dir():
-        raise GraderError(f"the submissions directory {root} does not exist; give a directory with one folder per student.")
-    return [Submission(p.name, p) for p in sorted(root.iterdir(), key=lambda p: p.name)
-            if p.is_dir() and not p.name.startswith(".")]
+        raise GraderError(f"the submissions directory {root} does not exist; give a directory with one folder per "
+                          "student, or a .zip of one.")
+    out = []
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith((".", "__")):
+            inner = p / "exercises"
+            out.append(Submission(p.name, inner if inner.is_dir() and not inner.is_symlink() else p))
+    return out
+
+
+def _is_student(folder: Path) -> bool:
+    """A student's folder holds exercises/, or track folders with .py files in them."""
+    return (folder / "exercises").is_dir() or any(
+        child.is_dir() and any(child.glob("*.py")) for child in folder.iterdir())
+
+
+MAX_ZIP_BYTES = 1 << 30  # what a roster's .py files may unpack to, all together
+
+
+def unpack_zip(archive: Path, into: Path) -> Path:
+    """Unpack the .py files of a roster's zip (a GitHub Classroom or Gradescope export:
+    a folder per student, perhaps all inside one top folder) into `into`, and return the
+    folder that holds the students' folders. Nothing is written outside `into`; links are
+    skipped; more than MAX_ZIP_BYTES unpacked is refused."""
+    import stat
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise GraderError(f"{archive} cannot be read as a zip file: {e}; give a directory or a .zip of one.") from None
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir() and m.filename.endswith(".py")
+                   and not stat.S_ISLNK(m.external_attr >> 16)]
+        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise GraderError(f"{archive} unpacks to more than {MAX_ZIP_BYTES >> 20} MiB of Python files; "
+                              "unpack it yourself and grade the directory.")
+        for m in members:
+            parts = Path(m.filename.replace("\\", "/")).parts
+            if not parts or m.filename.startswith("/") or any(p in ("..", "") or ":" in p for p in parts):
+                continue
+            target = into.joinpath(*parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(m) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+    root = into
+    entries = [p for p in root.iterdir() if not p.name.startswith(("__", "."))]
+    while len(entries) == 1 and entries[0].is_dir() and not _is_student(entries[0]):
+        root = entries[0]  # one top folder around the students' folders
+        entries = [p for p in root.iterdir() if not p.name.startswith(("__", "."))]
+    return root
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -165,3 +165,29 @@ def test_a_class_of_twelve(tmp_path: Path):
     assert len(scores) == 12
     assert {scores[f"full{i}"][0] for i in range(3)} == {SOFTMAX + CROSS_ENTROPY}
     assert {scores[f"hungry{i}"][0] for i in range(3)} == {CROSS_ENTROPY}
+
+
+def test_a_classroom_zip_is_graded_and_cannot_write_outside_its_folder(tmp_path: Path):
+    """GitHub Classroom's export: one top folder, a clone of each student's repository
+    (their solutions in exercises/) inside it. A member named ../ or a link is skipped."""
+    import stat
+    import zipfile
+
+    clones = tmp_path / "clones"
+    _submission(clones, "full")
+    _submission(clones, "stub", "exercises", "exercises")
+    archive = tmp_path / "classroom.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(clones.rglob("*.py")):
+            rel = path.relative_to(clones)
+            zf.write(path, f"assignment-1-submissions/{rel.parts[0]}-repo/exercises/{Path(*rel.parts[1:])}")
+        zf.writestr("assignment-1-submissions/escapes/../../../escaped.py", "x = 1\n")
+        link = zipfile.ZipInfo("assignment-1-submissions/linked/foundations/softmax.py")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    book = tmp_path / "book.sqlite"
+    proc = _roster([str(archive)], book)
+    assert proc.returncode == 0, proc.stderr
+    full = SOFTMAX + CROSS_ENTROPY
+    assert _scores(book) == {"full-repo": (full, full), "stub-repo": (0.0, full)}
+    assert not list(tmp_path.parent.rglob("escaped.py"))
