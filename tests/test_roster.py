@@ -191,3 +191,16 @@ def test_a_classroom_zip_is_graded_and_cannot_write_outside_its_folder(tmp_path:
     full = SOFTMAX + CROSS_ENTROPY
     assert _scores(book) == {"full-repo": (full, full), "stub-repo": (0.0, full)}
     assert not list(tmp_path.parent.rglob("escaped.py"))
+
+
+def test_a_bad_shard_or_gradebook_is_a_sentence(tmp_path: Path):
+    root = tmp_path / "submissions"
+    (root / "empty").mkdir(parents=True)
+    proc = _roster([str(root)], tmp_path / "book.sqlite", "--shard", "4/3")
+    assert proc.returncode == 2 and "--shard 4/3 is not K/N" in proc.stderr, proc.stderr
+    not_a_book = tmp_path / "notes.txt"
+    not_a_book.write_text("these are my notes, not a gradebook\n" * 100)
+    proc = _roster([str(root)], not_a_book)
+    assert proc.returncode == 2 and "cannot be opened as a gradebook" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not_a_book.read_text().startswith("these are my notes")
