@@ -204,3 +204,21 @@ def test_a_bad_shard_or_gradebook_is_a_sentence(tmp_path: Path):
     assert proc.returncode == 2 and "cannot be opened as a gradebook" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not_a_book.read_text().startswith("these are my notes")
+
+
+def test_one_submission_leaves_nothing_behind_for_the_next(tmp_path: Path):
+    # The warm judge and zygote are shared; the solution processes are not. A student whose
+    # module plants a value in torch at import must not hand it to the student graded next.
+    reference = (ROOT / "reference" / "foundations" / "softmax.py").read_text()
+    root = tmp_path / "submissions"
+    _submission(root, "a_plants", reference + "\n\nimport torch\n\ntorch.graded_before = True\n")
+    _submission(root, "b_reads", "import torch\n\n\ndef softmax(x, dim=-1):\n"
+                "    if getattr(torch, 'graded_before', False):\n        return torch.softmax(x, dim)\n"
+                "    raise NotImplementedError\n\n\ndef log_softmax(x, dim=-1):\n    raise NotImplementedError\n\n\n"
+                "def logsumexp(x, dim=-1):\n    raise NotImplementedError\n")
+    book = tmp_path / "book.sqlite"
+    proc = _roster([str(root)], book)
+    assert proc.returncode == 0, proc.stderr
+    scores = _scores(book)
+    assert scores["a_plants"][0] == SOFTMAX + CROSS_ENTROPY
+    assert scores["b_reads"][0] == CROSS_ENTROPY, scores
