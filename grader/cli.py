@@ -474,6 +474,23 @@ def gradebook_export_command(path: Path, csv_out: Path | None, lms_out: Path | N
         book.close()
 
 
+@cli.command("gradescope-bundle")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def gradescope_bundle_command(out: Path) -> None:
+    """For instructors: a Gradescope autograder zip (setup.sh, run_autograder, the course).
+
+    Upload OUT to a Gradescope programming assignment. Its image installs a CPU build of
+    torch and this course; each submission (files laid out as exercises/ is) is graded with
+    the hidden checks into /autograder/results/results.json.
+    """
+    from grader.bundle import gradescope_bundle
+
+    names = gradescope_bundle(out)
+    click.echo(f"Wrote {out}: setup.sh, run_autograder and the course ({len(names) - 2} files). Upload it as the "
+               "autograder of a Gradescope programming assignment; students submit their exercise files "
+               "(<track>/<name>.py).")
+
+
 @cli.command("new-track")
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),

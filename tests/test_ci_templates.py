@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / "templates" / "ci" / "github" / "grade.yml"
 GITLAB = ROOT / "templates" / "ci" / "gitlab" / ".gitlab-ci.yml"
+ROSTER = ROOT / "templates" / "ci" / "github" / "roster.yml"
 
 
 def _steps() -> dict[str, dict]:
@@ -30,6 +31,20 @@ def test_the_workflows_are_valid_yaml_with_what_they_promise():
     job = yaml.safe_load(GITLAB.read_text())["grade"]
     assert job["artifacts"]["reports"]["junit"] == "grade-junit.xml"
     assert any(line.startswith("grade --report junit:grade-junit.xml ") for line in job["script"])
+
+
+def test_the_instructor_workflow_grades_shards_and_merges_them():
+    workflow = yaml.safe_load(ROSTER.read_text())
+    shards = workflow["env"]["SHARDS"]
+    grade = workflow["jobs"]["grade"]
+    assert grade["strategy"]["matrix"]["shard"] == list(range(1, shards + 1))
+    run = next(s["run"] for s in grade["steps"] if s.get("name") == "Grade this shard")
+    assert " roster " in run and "--shard \"${{ matrix.shard }}/$SHARDS\"" in run and "--hidden" in run
+    merge = workflow["jobs"]["merge"]
+    assert merge["needs"] == "grade"
+    script = next(s["run"] for s in merge["steps"] if s.get("name") == "Merge and export")
+    assert "grade gradebook merge class.sqlite gradebook-*.sqlite" in script
+    assert "grade gradebook export class.sqlite --csv grades.csv --lms canvas.csv" in script
 
 
 def test_the_student_workflows_grading_step_runs_as_github_actions_runs_it(tmp_path: Path):
