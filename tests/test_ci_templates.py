@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ def test_the_instructor_workflow_grades_shards_and_merges_them():
     assert "grade gradebook export class.sqlite --csv grades.csv --lms canvas.csv" in script
 
 
+@pytest.mark.slow  # grades the whole course's stubs (30 s)
 def test_the_student_workflows_grading_step_runs_as_github_actions_runs_it(tmp_path: Path):
     # A student's repository: the course's stubs, untouched. The step's command runs in bash
     # with the variables the runner sets; `grade` is the installed CLI.

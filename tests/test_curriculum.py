@@ -23,8 +23,10 @@ CATALOG = GradePlugins(load_config(ROOT)).catalog()
 # run, one stub run and one short run per mistake as tracks are added.
 JOBS = min(2, available_cores())
 # Self-checks over 30 s on 2 cores (every known mistake reruns a training loop or a
-# tokenizer trainer): `pytest -m slow`, which .ci/run runs, keeps the default run short.
-SLOW_SELF_CHECKS = {"pretraining.train_loop", "foundations.optimizers", "tokenization.bpe_train"}
+# tokenizer trainer, or trains or saves a Hugging Face model): `pytest -m slow`, which .ci/run
+# runs, keeps the default run short.
+SLOW_SELF_CHECKS = {"pretraining.train_loop", "foundations.optimizers", "tokenization.bpe_train", "alignment.dpo",
+                    "inference.hf_generate", "inference.kv_cache"}
 
 
 @pytest.fixture(scope="module")
