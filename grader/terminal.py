@@ -221,8 +221,10 @@ class TerminalReport:
         c.print()
         self.score_line(run, bold=True)
         if run.skipped_points:
-            self._wrapped(f"{run.skipped_points:g} points were skipped (GPU checks without a GPU) and left out of "
-                          "the maximum.", 0, "dim")
+            reasons = dict.fromkeys(c.message for e in run.exercises for c in e.checks
+                                    if c.outcome == "skipped" and c.message)
+            why = f": {'; '.join(reasons)}" if reasons else ""
+            self._wrapped(f"{run.skipped_points:g} points were skipped and left out of the maximum{why}.", 0, "dim")
         below = guide.fail_under is not None and run.percent < guide.fail_under
         self._next_steps(run, guide, below)
         if below:
