@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,8 +55,17 @@ def rate_figures(*, work: float, seconds: float, ceiling: float, eager_seconds: 
     return figures
 
 
-def judge(figures: dict[str, float], floor: float, name: str, ceiling_name: str) -> None:
+def load_floors(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """A floors file (`plugins/gpu_perf/floors.toml`): exercise id -> check name -> {"floor",
+    "provisional", ...}. `bench/calibrate_gpu_perf.py --write` rewrites it from a GPU's figures."""
+    from grader.tomlload import read_toml
+
+    return read_toml(path)
+
+
+def judge(figures: dict[str, float], floor: float, name: str, ceiling_name: str, provisional: bool = False) -> None:
     """Fail, with a sentence, a fraction of the ceiling below `floor` or physically impossible."""
+    figures["floor"] = floor
     fraction = figures["fraction_of_peak"]
     rate = ", ".join([f"{figures['gbps']:.0f} GB/s"] if "gbps" in figures else []
                      + [f"{figures['tflops']:.1f} TFLOP/s"] if "tflops" in figures else [])
@@ -69,7 +79,10 @@ def judge(figures: dict[str, float], floor: float, name: str, ceiling_name: str)
         versus = f", {speedup:g}x eager PyTorch" if speedup is not None else ""
         raise AssertionError(
             f"{name} reached {fraction:.2f} of the {ceiling_name} measured on this machine ({rate}{versus}); "
-            f"this check needs at least {floor:.2f}. Profile it: is every load coalesced and vectorised, is "
+            f"this check needs at least {floor:.2f}"
+            + (" (a provisional floor, from published figures: the course has not calibrated it on a GPU yet)"
+               if provisional else "")
+            + ". Profile it: is every load coalesced and vectorised, is "
             "the tile large enough to hide latency, and is anything read twice?")
 
 
@@ -113,14 +126,15 @@ def _timed(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], 
 def memory_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
                  bytes_moved: float, floor: float, name: str, eager: Callable[..., Any] | None = None,
                  device: str = "cuda", atol: float = 1e-2, rtol: float = 1e-2, reps: int = 50,
-                 ceiling: float | None = None) -> None:
+                 ceiling: float | None = None, provisional: bool = False) -> None:
     """Time a memory-bound kernel and judge it against the copy bandwidth.
 
     `inputs` holds argument lists (CPU tensors; each is moved to `device` once and the timed
     calls rotate through them); `truth(*args)` gives each expected output (re-checked on the
     outputs of the timed calls); `eager(*args)`, run in the judge, is the same work in eager
     PyTorch. Fills `figures` (the check's fixture) with gbps, fraction_of_peak,
-    speedup_vs_eager, median_us and spread, then fails below `floor` or above 1.05.
+    speedup_vs_eager, median_us, spread and floor, then fails below `floor` (saying so when the
+    floor is `provisional`: not yet calibrated on a GPU) or above 1.05.
     """
     seconds, eager_seconds = _timed(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device,
                                     atol=atol, rtol=rtol, reps=reps)
@@ -128,13 +142,13 @@ def memory_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[A
     figures.update(rate_figures(work=bytes_moved, seconds=seconds, ceiling=peak, eager_seconds=eager_seconds,
                                 unit="gbps"))
     figures["ceiling_gbps"] = round(peak / 1e9, 3)
-    judge(figures, floor, name, "device-to-device copy bandwidth")
+    judge(figures, floor, name, "device-to-device copy bandwidth", provisional)
 
 
 def compute_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
                   flops: float, floor: float, name: str, eager: Callable[..., Any] | None = None,
                   device: str = "cuda", atol: float = 1e-2, rtol: float = 1e-2, reps: int = 50,
-                  ceiling: float | None = None) -> None:
+                  ceiling: float | None = None, provisional: bool = False) -> None:
     """Time a compute-bound kernel and judge it against a large bf16 matmul (as `memory_bound`,
     with `flops` the work of one call and tflops in the figures)."""
     seconds, eager_seconds = _timed(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device,
@@ -143,4 +157,4 @@ def compute_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[
     figures.update(rate_figures(work=flops, seconds=seconds, ceiling=peak, eager_seconds=eager_seconds,
                                 unit="tflops"))
     figures["ceiling_tflops"] = round(peak / 1e12, 3)
-    judge(figures, floor, name, "bf16 matmul throughput")
+    judge(figures, floor, name, "bf16 matmul throughput", provisional)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_grade
+from helpers import ROOT, run_grade
 
 from grader import perf, probes
 
@@ -170,3 +170,46 @@ def test_the_terminal_shows_each_perf_checks_figures(project: Path):
     text = " ".join(proc.stdout.split())
     assert "Performance (measured in this run): speed.scale.scale_speed:" in text, proc.stdout
     assert "GB/s" in text and "of the ceiling" in text and "x eager PyTorch" in text
+
+
+def _results(outcome: str, fraction: float) -> dict:
+    from grader.perf import load_floors
+
+    floors = load_floors(ROOT / "plugins" / "gpu_perf" / "floors.toml")
+    exercises = [{"id": e, "checks": [{"name": c, "outcome": outcome, "message": "needs a CUDA GPU" if outcome == "skipped"
+                                       else "", "figures": {} if outcome == "skipped" else
+                                       {"gbps": 2400.0, "fraction_of_peak": fraction, "speedup_vs_eager": 2.0}}
+                                      for c in checks]} for e, checks in floors.items()]
+    return {"metadata": {"device": "NVIDIA H200"}, "tracks": [{"exercises": exercises}]}
+
+
+def test_calibration_sets_each_floor_to_three_quarters_of_the_reference(tmp_path: Path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "bench" / "calibrate_gpu_perf.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    floors = tmp_path / "floors.toml"
+    floors.write_text((ROOT / "plugins" / "gpu_perf" / "floors.toml").read_text())
+    monkeypatch.setattr(calibrate, "FLOORS", floors)
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(_results("skipped", 0.0)))
+    assert calibrate.main(["--from-results", str(results), "--write"]) == 2
+    assert "were skipped on this machine" in capsys.readouterr().out
+    results.write_text(json.dumps(_results("passed", 0.8)))
+    assert calibrate.main(["--from-results", str(results), "--write"]) == 0
+    written = perf.load_floors(floors)
+    entries = [entry for checks in written.values() for entry in checks.values()]
+    assert len(entries) >= 3 and all(e["floor"] == 0.6 and e["provisional"] is False for e in entries)
+    assert all(e["measured_on"] == "NVIDIA H200" and e["reference_gbps"] == 2400.0 for e in entries)
+    assert floors.read_text().startswith("# Pass floors"), "the explanation at the top is kept"
+
+
+def test_the_bundled_floors_are_marked_provisional_until_calibrated():
+    floors = perf.load_floors(ROOT / "plugins" / "gpu_perf" / "floors.toml")
+    for exercise_id, checks in floors.items():
+        for name, entry in checks.items():
+            module = ROOT / "plugins" / "gpu_perf" / f"perf_{exercise_id.replace('.', '_')}.py"
+            assert f"def test_{name}(" in module.read_text(), f"{exercise_id}.{name} has a floor but no check"
+            assert entry["provisional"] or "measured_on" in entry
+            assert 0 < entry["floor"] < 1
