@@ -18,7 +18,7 @@ Pack (`pack_int4`), the layout (checked bit for bit):
 - Byte i of the last axis holds elements 2i and 2i + 1: element 2i in the LOW nibble
   (bits 0-3), element 2i + 1 in the HIGH nibble (bits 4-7):
       packed[..., i] = (q[..., 2i] & 0xF) | ((q[..., 2i + 1] & 0xF) << 4)
-  (this is the low-nibble-first order of GPTQ/AWQ-style packing; bitsandbytes' NF4 puts the
+  (the first value in the lowest bits, as GPTQ packs its int32 words; bitsandbytes' NF4 puts the
   first element in the high nibble instead.) Example: [1, -2, 7, -8] -> [0xE1, 0x87].
 - The last axis must have an even length: an odd one raises ValueError (no padding).
   Codes outside -8 .. 7 raise ValueError.

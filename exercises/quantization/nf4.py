@@ -15,7 +15,7 @@ table, QLoRA appendix E):
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0
 Index 7 is 0.0.
 
-Nearest code (`nearest_nf4`), for normalised values y (clamped to [-1, 1] first):
+Nearest code (`nearest_nf4`), for normalised values y (y.float(), clamped to [-1, 1] first):
 - The boundaries are the 15 float32 midpoints m[i] = (code[i] + code[i + 1]) / 2, computed
   in float32 from the float32 code book.
 - code(y) = the number of midpoints strictly below y, i.e. torch.bucketize(y, m) (right=False).
@@ -36,7 +36,7 @@ Quantise (`quantize_nf4(w, blocksize=64)`):
 - codes = nearest_nf4(y).
 - Packing, two codes per byte, the FIRST element of each pair in the HIGH nibble:
       packed[i] = (codes[2i] << 4) | codes[2i + 1]
-  (bitsandbytes' order; the low-nibble-first int4 layout of GPTQ/AWQ is the other way.)
+  (bitsandbytes' order; quantization.int4_pack and GPTQ put the first value low instead.)
   When n is odd, one padding code is appended before packing: 7 (the code of 0.0), so the
   last byte's low nibble is 0x7.
 - Returns (packed, absmax): packed uint8 of shape (ceil(n / 2),), 1-D; absmax float32 of
