@@ -22,7 +22,10 @@ The format (pinned; every function below uses it):
   Example: one row [7, 2.5, -1.5, 0.5, -7, 3.5, 0, -0.5], group_size 8: scale 7 / 7 = 1, codes
   [7, 2, -2, 0, -7, 4, 0, 0], packed [0x72, 0xE0, 0x94, 0x00].
 - Dequantised: w[n, k] = q[n, k] * scales[n, k // group_size], in float32 (the scales may be given
-  as float32, float16 or bfloat16: upcast them to float32 first).
+  as float32, float16 or bfloat16: upcast them to float32 first). That is one float32 product
+  per value, with no rounding choice, so the judge compares dequantize_int4 exactly; it
+  compares codes (packed bytes) exactly on weights far from rounding boundaries, and scales
+  within 1e-6 relative (absmax / 7 and absmax * (1 / 7) may differ in the last bit).
 
 The matmuls: x (M, K) activations of dtype float32, float16 or bfloat16 (any strides, M >= 1)
 times the dequantised weight transposed:
@@ -54,7 +57,9 @@ the judge runs your kernel in triton's interpreter (TRITON_INTERPRET=1) on CPU t
 float32 and float16 x only (in the interpreter tl.dot gives wrong results for bfloat16
 operands; on CPU do tl.dot in float32). On a GPU it is called with x of shape (M, K), M from
 1 to 16, float16 or bfloat16, K and N in the thousands, and timed: tl.dot needs tiles of at
-least 16 in every dimension, so use BLOCK_M = 16 and mask the rows past M.
+least 16 in every dimension, so use BLOCK_M = 16 and mask the rows past M. For float32 x pass
+input_precision="ieee" to tl.dot: on a GPU its default is TF32 (a 10-bit mantissa), far
+outside float32 rounding.
 Inputs are never modified.
 """
 

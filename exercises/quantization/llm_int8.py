@@ -41,8 +41,8 @@ Conventions (bitsandbytes' `int8_vectorwise_quant`, `int8_linear_matmul` and `in
   sums get there).
 
 The judge compares codes exactly on inputs chosen far from rounding boundaries (so
-`a / (absmax / 127)` and `a * (127 / absmax)` agree), the outlier indices exactly, the int32
-sums exactly, and the float results within float32 rounding of the same computation; it
+`a / (absmax / 127)` and `a * (127 / absmax)` agree), the absmax exactly (a maximum involves
+no rounding), the outlier indices exactly, the int32 sums exactly, and the float results within float32 rounding of the same computation; it
 also bounds the error against the float32 matmul x @ weight.T by the quantisation error:
 per output, sum over the regular columns k of |x| * sw/2 + |w| * sx/2 + sx * sw/4, with
 sx = x_absmax / 127 and sw = w_absmax / 127 (each value is at most half a step from its code).

@@ -7,7 +7,8 @@ for the matmuls, dequantise-then-matmul in float32. Codes are compared exactly o
 so that w / scale lies at least 0.15 away from any rounding boundary, so every order of the
 float operations gives the same code; scales within one float32 rounding (absmax / 7 and
 absmax * (1 / 7) may differ in the last bit); dequantised weights exactly (one float32 product
-each). The Triton checks run the kernel in triton's interpreter on CPU when there is no GPU,
+each). The Triton checks run the kernel in triton's interpreter on CPU when there is no GPU
+(compiled, on CUDA tensors, when there is one),
 with K and N that are not multiples of any power-of-two block size above 8, and with inputs
 that are views into larger buffers, so a mask that lets one column too many through reads
 values that change the result (and never memory outside the buffer).
@@ -79,9 +80,14 @@ def random_format(rng, n: int, k: int, group_size: int) -> tuple[torch.Tensor, t
     return packed, scales
 
 
+# the Triton checks run compiled on a GPU when there is one, else in the interpreter on CPU
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def in_buffer(t: torch.Tensor, fill: float | int) -> torch.Tensor:
-    """`t` as a view into a buffer two rows and three columns larger, the rest set to `fill`."""
-    buf = torch.full((t.shape[0] + 2, t.shape[1] + 3), fill, dtype=t.dtype)
+    """`t` as a view into a buffer (on DEVICE) two rows and three columns larger, the rest set to
+    `fill`: built on the device itself, since copying a view there would make it contiguous."""
+    buf = torch.full((t.shape[0] + 2, t.shape[1] + 3), fill, dtype=t.dtype, device=DEVICE)
     buf[: t.shape[0], : t.shape[1]] = t
     return buf[: t.shape[0], : t.shape[1]]
 
@@ -95,7 +101,7 @@ def test_quantize_int4(expect, rng):
     expect(lambda s: s.quantize_int4(row, 8)[0], truth=torch.tensor([[0x72, 0xE0, 0x94, 0x00]], dtype=torch.uint8),
            name="quantize_int4([[7, 2.5, -1.5, 0.5, -7, 3.5, 0, -0.5]], group_size=8): packed [[0x72, 0xE0, 0x94, "
                 "0x00]] (scale 1; codes 7, 2, -2, 0, -7, 4, 0, 0: ties to even, -2 is 0xE, even element high)")
-    expect(lambda s: s.quantize_int4(row, 8)[1], truth=torch.ones(1, 1),
+    expect(lambda s: s.quantize_int4(row, 8)[1], truth=torch.ones(1, 1), atol=0.0, rtol=1e-6,
            name="quantize_int4(that row, group_size=8): scales [[1.0]] (absmax 7 / 7)")
     for n, k, gs in ((13, 96, 32), (5, 40, 40), (3, 12, 2)):
         w = grid_weight(rng, n, k, gs)
@@ -179,8 +185,9 @@ def test_int4_matmul_triton(expect, rng):
         packed, scales = random_format(rng, n, k, gs)
         x = in_buffer(rng.randn(m, k).to(dtype), 1.0)
         packed, scales = in_buffer(packed, 0x77), in_buffer(scales, 1.0)
-        expect(lambda s, x=x, p=packed, sc=scales, gs=gs: s.int4_matmul_triton(x, p, sc, gs),
-               truth=matmul(x, packed, scales, gs), **tolerance(x, packed, scales, gs),
+        expect(lambda s, x=x, p=packed, sc=scales, gs=gs: s.int4_matmul_triton(x, p, sc, gs).cpu(),
+               truth=matmul(x.cpu(), packed.cpu(), scales.cpu(), gs),
+               **tolerance(x.cpu(), packed.cpu(), scales.cpu(), gs),
                name=f"int4_matmul_triton(x ({m}, {k}) {str(dtype)[6:]}, packed ({n}, {k // 2}), scales "
                     f"({n}, {k // gs}), group_size={gs}) vs x @ dequantised weight.T")
 
@@ -209,14 +216,15 @@ def test_hidden_triton_cases(expect, rng):
     and float16 activations with M = 2."""
     packed, scales = random_format(rng, 65, 136, 8)
     packed, scales = in_buffer(packed, 0x77), in_buffer(scales.half(), 1.0)
-    x = rng.randn(137, 16)[:136].t()  # x[m, 136] is still inside the buffer
-    expect(lambda s: s.int4_matmul_triton(x, packed, scales, 8), truth=matmul(x, packed, scales, 8),
-           **tolerance(x, packed, scales, 8),
+    x = rng.randn(137, 16).to(DEVICE)[:136].t()  # x[m, 136] is still inside the buffer
+    expect(lambda s: s.int4_matmul_triton(x, packed, scales, 8).cpu(),
+           truth=matmul(x.cpu(), packed.cpu(), scales.cpu(), 8), **tolerance(x.cpu(), packed.cpu(), scales.cpu(), 8),
            name="int4_matmul_triton(x (16, 136) a transposed view, packed (65, 68), float16 scales (65, 17), "
                 "group_size=8)")
     packed, scales = random_format(rng, 19, 56, 56)
     packed, scales = in_buffer(packed, 0x77), in_buffer(scales, 1.0)
     x = in_buffer(rng.randn(2, 56).half(), 1.0)
-    expect(lambda s: s.int4_matmul_triton(x, packed, scales, 56), truth=matmul(x, packed, scales, 56),
-           **tolerance(x, packed, scales, 56),
+    expect(lambda s: s.int4_matmul_triton(x, packed, scales, 56).cpu(),
+           truth=matmul(x.cpu(), packed.cpu(), scales.cpu(), 56),
+           **tolerance(x.cpu(), packed.cpu(), scales.cpu(), 56),
            name="int4_matmul_triton(float16 x (2, 56), packed (19, 28), scales (19, 1), group_size=56)")
