@@ -3,6 +3,8 @@ matmul that dequantises them on the fly, in torch and as a Triton kernel."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 try:
@@ -64,16 +66,17 @@ if triton is not None:
             k_mask = offs_k < K
             x = tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :] * stride_xk,
                         mask=m_mask[:, None] & k_mask[None, :], other=0.0)
-            # the weight tile, transposed: (BLOCK_K, BLOCK_N). Element (n, k) lives in byte k // 2
-            # of row n, in the high nibble when k is even; its scale is scales[n, k // group_size].
-            w_mask = k_mask[:, None] & n_mask[None, :]
-            byte = tl.load(packed_ptr + offs_n[None, :] * stride_pn + (offs_k[:, None] // 2) * stride_pk,
+            # the weight tile (BLOCK_N, BLOCK_K), k along the fast axis so neighbouring threads read
+            # neighbouring bytes. Element (n, k) lives in byte k // 2 of row n, in the high nibble
+            # when k is even; its scale is scales[n, k // group_size].
+            w_mask = n_mask[:, None] & k_mask[None, :]
+            byte = tl.load(packed_ptr + offs_n[:, None] * stride_pn + (offs_k[None, :] // 2) * stride_pk,
                            mask=w_mask, other=0).to(tl.int32)
-            nibble = (byte >> (4 * (1 - offs_k[:, None] % 2))) & 0xF
+            nibble = (byte >> (4 * (1 - offs_k[None, :] % 2))) & 0xF
             q = (nibble ^ 8) - 8  # sign-extend the 4-bit two's complement code
-            scale = tl.load(scales_ptr + offs_n[None, :] * stride_sn + (offs_k[:, None] // group_size) * stride_sg,
+            scale = tl.load(scales_ptr + offs_n[:, None] * stride_sn + (offs_k[None, :] // group_size) * stride_sg,
                             mask=w_mask, other=0.0).to(tl.float32)
-            w = q.to(tl.float32) * scale
+            w = tl.trans(q.to(tl.float32) * scale)  # (BLOCK_K, BLOCK_N)
             if LOW_PRECISION_DOT:
                 # tensor cores: fp16/bf16 operands, products summed in float32
                 acc = tl.dot(x, w.to(x.dtype), acc)
@@ -97,6 +100,9 @@ def int4_matmul_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
         x.stride(0), x.stride(1), packed.stride(0), packed.stride(1),
         scales.stride(0), scales.stride(1), out.stride(0), out.stride(1),
         BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        LOW_PRECISION_DOT=x.is_cuda and x.dtype in (torch.float16, torch.bfloat16),
+        # fp16/bf16 operands for the tensor cores on a GPU; float32 elsewhere (triton's
+        # interpreter computes tl.dot of bfloat16 operands wrongly)
+        LOW_PRECISION_DOT=(x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
+                           and os.environ.get("TRITON_INTERPRET", "0") in ("", "0")),
     )
     return out
