@@ -76,6 +76,7 @@ class GradeSession:
     only: dict[str, frozenset[str] | None] | None = None  # exercise id -> check names
     isolation: str = "sandbox"  # in isolated mode: "sandbox" or "process"
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
+    collect_errors: dict[str, str] = field(default_factory=dict)  # exercise id -> why a check module failed to load
     trusted: TrustedCode = field(init=False)
     pool: Any = field(init=False, default=None)
     shared: Path | None = field(init=False, default=None)  # files checks hand to solutions
@@ -261,6 +262,56 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # The runner closes (or, for `grade watch`, keeps) the sessions it builds.
     if SESSION_KEY in config.stash and config.stash.get(OWNED_KEY, False):
         config.stash[SESSION_KEY].close()
+
+
+class CheckModule(pytest.Module):
+    """A check module, imported as `grade_checks.<track>.<file stem>`.
+
+    pytest's importlib mode would name `plugins/peft/check_lora.py` `peft.check_lora` and put
+    a stand-in for the package `peft` (the folder) in sys.modules, hiding the library of the
+    same name from every check; a track may be named like any library, so check modules get
+    a namespace of their own.
+    """
+
+    def _getobj(self) -> Any:
+        import hashlib
+        import importlib.util
+        import sys
+        import types
+
+        exercise = get_session(self.config).catalog.exercise_for_check(self.path)
+        track = exercise.track if exercise is not None else "unknown"
+        name = f"grade_checks.{track}.{self.path.stem}"
+        taken = sys.modules.get(name)
+        if taken is not None and getattr(taken, "__file__", None) != str(self.path):
+            name += "_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:8]
+        for parent in ("grade_checks", f"grade_checks.{track}"):
+            if parent not in sys.modules:
+                sys.modules[parent] = types.ModuleType(parent)
+                sys.modules[parent].__path__ = []
+        spec = importlib.util.spec_from_file_location(name, self.path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # pytest's own skip is not an Exception: it still skips the module
+            sys.modules.pop(name, None)
+            info = pytest.ExceptionInfo.from_current()
+            message = f"{type(e).__name__} while importing {self.path}:\n{info.getrepr(style='short')}"
+            if exercise is not None:
+                get_session(self.config).collect_errors[exercise.id] = message[-3000:]
+            raise self.CollectError(message) from e
+        self.config.pluginmanager.consider_module(module)
+        return module
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if SESSION_KEY not in parent.config.stash:
+        return None
+    if get_session(parent.config).catalog.exercise_for_check(module_path) is None:
+        return None  # not a check (the engine's own tests): pytest's import
+    return CheckModule.from_parent(parent, path=module_path)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -182,8 +182,9 @@ def run_exercises(
     def finish(exercise_id: str) -> None:
         exercise = by_id[exercise_id]
         result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []))
-        if exercise.id in injector.collect_errors:
-            result.error = f"the checks of {exercise.id} could not be loaded:\n{injector.collect_errors[exercise.id]}"
+        why = session.collect_errors.get(exercise.id) or injector.collect_errors.get(exercise.id)
+        if why:
+            result.error = f"the checks of {exercise.id} could not be loaded:\n{why}"
         elif not any(c.is_file() for c in exercise.checks):
             result.error = f"{exercise.id} has no check module ({', '.join(str(c) for c in exercise.checks)})"
         out[exercise_id] = result

@@ -165,3 +165,53 @@ def test_a_known_mistakes_kernel_compiles_from_source_text():
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     proc = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "JITFunction", proc.stderr[-2000:]
+
+
+def _library_track(tmp_path: Path, check_source: str) -> Path:
+    # A track named like an installed library its checks import (peft's track imports peft).
+    track = tmp_path / "junitparser"
+    (track / "reference").mkdir(parents=True)
+    (track / "exercises").mkdir()
+    # order 0: the first track, whose folder's parent pytest would take as its rootdir and
+    # so name this check module junitparser.check_one
+    (track / "track.toml").write_text('id = "junitparser"\ntitle = "Named like a library"\norder = 0\n'
+                                      'exercises = ["one"]\n')
+    (track / "one.toml").write_text('title = "One"\nhints = ["a", "b"]\n')
+    (track / "reference" / "one.py").write_text("def one():\n    return 1\n")
+    (track / "exercises" / "one.py").write_text("def one():\n    raise NotImplementedError\n")
+    (track / "check_one.py").write_text(check_source)
+    (tmp_path / "plugin_lib.py").write_text(textwrap.dedent('''
+        from pathlib import Path
+        from grader import hookimpl
+        from grader.catalog import load_track
+
+        @hookimpl
+        def grade_register_tracks(register, config):
+            register(load_track(Path(__file__).parent / "junitparser" / "track.toml"))
+    '''))
+    (tmp_path / "pyproject.toml").write_text('[tool.grade]\nsolutions = "solutions"\nplugins = ["plugin_lib"]\n')
+    (tmp_path / "solutions" / "junitparser").mkdir(parents=True)
+    (tmp_path / "solutions" / "junitparser" / "one.py").write_text("def one():\n    return 1\n")
+    return tmp_path
+
+
+def test_a_track_named_like_a_library_does_not_hide_the_library_from_its_checks(tmp_path: Path):
+    project = _library_track(tmp_path, textwrap.dedent('''
+        from junitparser import JUnitXml  # the library, not the track's folder
+
+
+        def test_one(solution):
+            assert JUnitXml is not None and solution.one() == 1
+    '''))
+    proc = grade_in(project, "junitparser", "--report", "json:-")
+    checks = checks_of(proc.stdout)
+    assert checks["one"]["outcome"] == "passed", proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_a_check_module_that_cannot_be_imported_is_an_error_not_a_silent_zero(tmp_path: Path):
+    project = _library_track(tmp_path, "from no_such_module_for_llm_grader import x\n\n\ndef test_one(solution):\n"
+                                       "    pass\n")
+    proc = grade_in(project, "junitparser", "--report", "json:-")
+    exercise = json.loads(proc.stdout)["tracks"][0]["exercises"][0]
+    assert exercise["status"] == "error", exercise
+    assert "could not be loaded" in exercise["error"] and "no_such_module_for_llm_grader" in exercise["error"]
