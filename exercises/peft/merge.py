@@ -36,8 +36,9 @@ Implement:
   the model has exactly the modules and state-dict names it had before the adapters were
   put in, and computes what the adapted model computed.
 
-The checks wrap layers of tiny Hugging Face Llama (nn.Linear: q_proj, v_proj, down_proj)
-and GPT-2 (Conv1D: c_attn, c_proj, c_fc) models in LoRALayer with random A and B, run
+The checks wrap layers of tiny Hugging Face Llama (nn.Linear: the attention and MLP
+projections, the output head) and GPT-2 (Conv1D: c_attn, c_proj, c_fc) models in
+LoRALayer with random A and B (built with the LoRALayer of your file), run
 sequences of merge / unmerge, and compare the base weights, the logits and the result of
 merge_and_unload with peft's (`get_peft_model`, then the LoRA layers' merge() and
 unmerge(), then `merge_and_unload()`).

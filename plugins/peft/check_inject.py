@@ -33,7 +33,9 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from grader import probes  # noqa: E402
 from grader.checks import one_torch_thread  # noqa: E402
 
-TOL = {"atol": 1e-5, "rtol": 1e-5}  # float32 logits of size ~1; the same ops on both sides
+# float32 logits of size ~1 through a few layers with adapters scaled up to 16: an ulp per layer
+# (another order of the same products) grows to ~3e-5; every known mistake is off by far more
+TOL = {"atol": 1e-4, "rtol": 1e-4}
 _CLASSES = {"llama": ("LlamaConfig", LlamaConfig, LlamaForCausalLM), "gpt2": ("GPT2Config", GPT2Config, GPT2LMHeadModel)}
 
 

@@ -220,8 +220,8 @@ def test_initialisation(expect, rng):
                    name=f"{what}: base.weight (the given nn.Linear's weight, unchanged)")
     with one_torch_thread():
         base_out = nn.functional.linear(x, base_sd["weight"], base_sd["bias"])
-    expect.compare(got["out"], base_out, lambda m: run(m, "out"), atol=0.0, rtol=0.0,
-                   name=f"{what}: output equals base(x) (B = 0, so the update is exactly 0)")
+    expect.compare(got["out"], base_out, lambda m: run(m, "out"), **TOL,
+                   name=f"{what}: output equals base(x) (B = 0, so the update is 0)")
     flags = {k: v for k, v in got.items() if k.startswith("requires_grad.")}
     truth = {"requires_grad.lora_A": True, "requires_grad.lora_B": True, "requires_grad.base.weight": False,
              "requires_grad.base.bias": False}

@@ -38,7 +38,7 @@ from grader.checks import one_torch_thread  # noqa: E402
 
 # float32: (B @ A) * s and peft's own product differ by an ulp or two; weights of size ~0.5
 W_TOL = {"atol": 2e-6, "rtol": 1e-5}
-TOL = {"atol": 2e-5, "rtol": 1e-5}  # logits of size ~1 after two layers
+TOL = {"atol": 1e-4, "rtol": 1e-4}  # logits of size ~1 after two layers: an ulp per layer grows to ~3e-5
 _CLASSES = {"llama": ("LlamaConfig", LlamaConfig, LlamaForCausalLM), "gpt2": ("GPT2Config", GPT2Config, GPT2LMHeadModel)}
 
 
