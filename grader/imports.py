@@ -8,10 +8,27 @@ the student's own earlier work.
 from __future__ import annotations
 
 import importlib
+import linecache
+import os
 import sys
 import types
 from pathlib import Path
 from typing import Any
+
+
+def interpret_triton_without_cuda() -> None:
+    """Without CUDA, run Triton kernels in triton's interpreter, on CPU tensors.
+
+    Sets `TRITON_INTERPRET=1` in this process unless the user chose a value; solution
+    processes inherit it (`grader.solutions.solution_env`). Triton reads it when a kernel is
+    defined, so every import of a solution, a reference or a known mistake calls this first.
+    """
+    if "TRITON_INTERPRET" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
 
 
 def alias_package(name: str, path: Path) -> None:
@@ -26,6 +43,7 @@ def alias_package(name: str, path: Path) -> None:
 
 def import_from(package: str, directory: Path, track: str, name: str) -> Any:
     """Import `<package>.<track>.<name>` from `<directory>/<track>/<name>.py`."""
+    interpret_triton_without_cuda()
     current = sys.modules.get(package)
     if current is None or list(getattr(current, "__path__", [])) != [str(directory)]:
         alias_package(package, directory)
@@ -34,14 +52,19 @@ def import_from(package: str, directory: Path, track: str, name: str) -> Any:
 
 def module_from_source(name: str, source: str, filename: str) -> types.ModuleType:
     """A trusted module (a known mistake) built from source text, outside sys.modules."""
+    interpret_triton_without_cuda()
     module = types.ModuleType(name)
     module.__file__ = filename
+    # inspect.getsource reads it from here: tracebacks show the lines, and Triton's
+    # @triton.jit, which parses a kernel's source, works on a known mistake's kernels.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
 
 def import_reference(track: str, directory: Path, name: str) -> Any:
     """Import `reference.<track>.<name>` from `<directory>/<name>.py` (trusted code)."""
+    interpret_triton_without_cuda()
     if "reference" not in sys.modules or not hasattr(sys.modules["reference"], "__path__"):
         root = types.ModuleType("reference")
         root.__path__ = []

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 BUILTIN_PLUGINS = (
     "grader.builtin.tracks",
     "grader.builtin.reporters",
+    "grader.builtin.gpu_perf",
 )
 
 ENTRY_POINT_GROUP = "grade"

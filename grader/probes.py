@@ -12,6 +12,7 @@ say what each returns.
     probes.with_parameters(solution.clip_grad_norm_, values, grads, [1.0])
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
     probes.seeded_runs(solution.xavier_uniform_, [w], {"gain": 2.0}, "generator", [7, 7, 8])
+    probes.benchmark(solution.softmax_triton, [[x1], [x2]], device="cuda")
 """
 
 from __future__ import annotations
@@ -43,5 +44,6 @@ call_inplace = _dispatcher(_bodies.call_inplace)
 with_parameters = _dispatcher(_bodies.with_parameters)
 checkpoint_run = _dispatcher(_bodies.checkpoint_run)
 seeded_runs = _dispatcher(_bodies.seeded_runs)
+benchmark = _dispatcher(_bodies.benchmark)
 
 __all__ = sorted(_bodies.PROBES)

@@ -16,7 +16,7 @@ its tests these fixtures:
     figures    a dict the check fills with measured figures (reported with the result)
     shared_dir a directory for files the check hands to the solution (read-only to it)
 
-and these markers: `points(n)`, `hidden`, `gpu`, `perf`, `timeout(seconds)`.
+and these markers: `points(n)`, `hidden`, `gpu`, `perf`, `needs(module, ...)`, `timeout(seconds)`.
 
 `pytest plugins/` runs every check in direct mode against the references; `grade` runs
 them in isolated mode through `grader.runner`.
@@ -51,6 +51,8 @@ MARKERS = {
     "hidden": "instructor/CI-only check; collected only with --hidden",
     "gpu": "needs CUDA; skipped, and left out of the maximum, without it",
     "perf": "performance check, reported with its measured figures",
+    "needs(module, ...)": "needs optional modules (triton, bitsandbytes); skipped, and left out of the maximum, "
+                          "without them",
     "timeout(seconds)": "per-call deadline for calls into the solution in this check",
 }
 
@@ -228,6 +230,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
+    from grader.imports import interpret_triton_without_cuda
+
+    interpret_triton_without_cuda()
     if SESSION_KEY in config.stash:
         return  # the runner built the session (isolated mode)
     from grader.config import load_config
@@ -284,10 +289,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
             if not torch.cuda.is_available():
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none is available here"))
+        missing = missing_modules(item)
+        if missing:
+            item.add_marker(pytest.mark.skip(reason=missing))
         keep.append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
     items[:] = keep
+
+
+# Optional modules a check may need, and how a user gets each.
+OPTIONAL = {"triton": "pip install 'llm-grader[quant]' (a CUDA build of torch brings it)",
+            "bitsandbytes": "pip install 'llm-grader[quant]'"}
+
+
+def missing_modules(item: pytest.Item) -> str | None:
+    """Why the check cannot run here (a sentence), or None: the modules of its `needs` markers."""
+    import importlib.util
+
+    names = [n for marker in item.iter_markers("needs") for n in marker.args]
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if not missing:
+        return None
+    how = "; ".join(dict.fromkeys(OPTIONAL.get(n, f"pip install {n}") for n in missing))
+    return f"needs {' and '.join(missing)}, not installed here ({how})"
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -69,6 +69,9 @@ ENV_FIXED = {
 
 def solution_env() -> dict[str, str]:
     """The allow-listed environment of the zygote and every solution process."""
+    from grader.imports import interpret_triton_without_cuda
+
+    interpret_triton_without_cuda()
     env = dict(ENV_FIXED)
     env.update({k: os.environ[k] for k in ENV_PASSED if k in os.environ})
     return env

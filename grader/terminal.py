@@ -68,6 +68,25 @@ def failing_checks(e: ExerciseResult) -> list[CheckResult]:
     return [c for c in e.checks if c.outcome not in ("passed", "skipped")]
 
 
+def describe_figures(figures: dict[str, float]) -> str:
+    """A perf check's figures in words: '1843 GB/s, 0.71 of the ceiling, 2.3x eager PyTorch'."""
+    parts = []
+    if "gbps" in figures:
+        parts.append(f"{figures['gbps']:.0f} GB/s")
+    if "tflops" in figures:
+        parts.append(f"{figures['tflops']:.1f} TFLOP/s")
+    if "fraction_of_peak" in figures:
+        parts.append(f"{figures['fraction_of_peak']:.2f} of the ceiling")
+    if "speedup_vs_eager" in figures:
+        parts.append(f"{figures['speedup_vs_eager']:.2f}x eager PyTorch")
+    if "median_us" in figures:
+        parts.append(f"median {figures['median_us']:g} us")
+    known = {"gbps", "tflops", "fraction_of_peak", "speedup_vs_eager", "median_us", "spread", "ceiling_gbps",
+             "ceiling_tflops"}
+    parts += [f"{k} {v:g}" for k, v in figures.items() if k not in known]
+    return ", ".join(parts)
+
+
 def needs_work(e: ExerciseResult) -> bool:
     return bool(e.error) or bool(failing_checks(e))
 
@@ -218,11 +237,20 @@ class TerminalReport:
         if collapsed:
             c.print()
             self._wrapped(f"{collapsed} more failing check(s) shown in one line; add --all to see each in full.", 0, "dim")
+        measured = [(e.id, x) for e in run.exercises for x in e.checks if x.figures and x.outcome in ("passed", "failed")]
+        if measured:
+            c.print()
+            self._line(Text("Performance (measured in this run):", style="bold"))
+            for exercise_id, x in measured:
+                self._wrapped(f"{exercise_id}.{x.name}: {describe_figures(x.figures)}", 2,
+                              "green" if x.outcome == "passed" else "red")
         c.print()
         self.score_line(run, bold=True)
         if run.skipped_points:
-            self._wrapped(f"{run.skipped_points:g} points were skipped (GPU checks without a GPU) and left out of "
-                          "the maximum.", 0, "dim")
+            reasons = dict.fromkeys(c.message for e in run.exercises for c in e.checks
+                                    if c.outcome == "skipped" and c.message)
+            why = f": {'; '.join(reasons)}" if reasons else ""
+            self._wrapped(f"{run.skipped_points:g} points were skipped and left out of the maximum{why}.", 0, "dim")
         below = guide.fail_under is not None and run.percent < guide.fail_under
         self._next_steps(run, guide, below)
         if below:

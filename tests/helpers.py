@@ -23,12 +23,12 @@ class Graded(subprocess.CompletedProcess):
     pid: int
 
 
-def run_grade(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600) -> Graded:
+def run_grade(*args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None, timeout: float = 600) -> Graded:
     """Run the `grade` CLI in a fresh interpreter, as a user would."""
     proc = subprocess.Popen(
         [sys.executable, "-c", "from grader.cli import main; main()", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},  # None: unset
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
