@@ -15,23 +15,16 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-# The judge imports this file as `peft.check_inject` (pytest's importlib mode names a module after
-# its folder), which makes this folder the package `peft` when the library is not loaded yet: drop
-# that stand-in (a namespace package, no __file__) so the import below finds the library.
-if getattr(sys.modules.get("peft"), "__file__", None) is None:
-    sys.modules.pop("peft", None)
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: E402
-
-from grader import probes  # noqa: E402
-from grader.checks import one_torch_thread  # noqa: E402
+from grader import probes
+from grader.checks import one_torch_thread
 
 # float32 logits of size ~1 through a few layers with adapters scaled up to 16: an ulp per layer
 # (another order of the same products) grows to ~3e-5; every known mistake is off by far more

@@ -13,24 +13,17 @@ draw the same dropout mask.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
-# The judge imports this file as `peft.check_lora_linear` (pytest's importlib mode names a module
-# after its folder), which makes this folder the package `peft` when the library is not loaded yet:
-# drop that stand-in (a namespace package, no __file__) so the import below finds the library.
-if getattr(sys.modules.get("peft"), "__file__", None) is None:
-    sys.modules.pop("peft", None)
+import pytest
+import torch
+from peft import LoraConfig
+from peft.tuners.lora import Linear as PeftLinear
+from torch import nn
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from peft import LoraConfig  # noqa: E402
-from peft.tuners.lora import Linear as PeftLinear  # noqa: E402
-from torch import nn  # noqa: E402
-
-from grader import probes  # noqa: E402
-from grader.checks import one_torch_thread  # noqa: E402
-from grader.compare import check  # noqa: E402
+from grader import probes
+from grader.checks import one_torch_thread
+from grader.compare import check
 
 # float32, outputs of size ~1: x @ A.T @ B.T and x @ (B @ A).T differ by a few ulps
 TOL = {"atol": 1e-5, "rtol": 1e-5}

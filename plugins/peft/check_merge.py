@@ -15,26 +15,19 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
-# The judge imports this file as `peft.check_merge` (pytest's importlib mode names a module after
-# its folder), which makes this folder the package `peft` when the library is not loaded yet: drop
-# that stand-in (a namespace package, no __file__) so the import below finds the library.
-if getattr(sys.modules.get("peft"), "__file__", None) is None:
-    sys.modules.pop("peft", None)
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers.pytorch_utils import Conv1D
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
-from torch import nn  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: E402
-from transformers.pytorch_utils import Conv1D  # noqa: E402
-
-from grader import probes  # noqa: E402
-from grader.checks import one_torch_thread  # noqa: E402
+from grader import probes
+from grader.checks import one_torch_thread
 
 # float32: (B @ A) * s and peft's own product differ by an ulp or two; weights of size ~0.5
 W_TOL = {"atol": 2e-6, "rtol": 1e-5}
