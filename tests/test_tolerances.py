@@ -58,7 +58,7 @@ COMPUTED = [  # reward_model left out: its pooling is a selection, compared exac
     "foundations.softmax", "foundations.cross_entropy", "foundations.layernorm_backward",
     "foundations.mlp_backward", "attention.sdpa", "architectures.norms_ffn",
     "pretraining.clm_loss", "pretraining.schedule", "alignment.logprobs",
-    "alignment.ppo", "alignment.dpo", "alignment.grpo",
+    "alignment.ppo", "alignment.dpo", "alignment.grpo", "peft.lora_linear", "peft.inject", "peft.merge",
 ]
 
 
