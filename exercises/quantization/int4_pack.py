@@ -15,17 +15,18 @@ Quantise (`quantize_int4`), in float32 (start with w = w.float()), symmetric, pe
 Pack (`pack_int4`), the layout (checked bit for bit):
 - Each code is stored as its 4-bit two's complement nibble: code & 0xF, so 0 .. 7 -> 0x0 ..
   0x7, -1 -> 0xF, -8 -> 0x8 (NOT offset binary code + 8).
-- Byte i of the last axis holds elements 2i and 2i + 1: element 2i in the LOW nibble
-  (bits 0-3), element 2i + 1 in the HIGH nibble (bits 4-7):
-      packed[..., i] = (q[..., 2i] & 0xF) | ((q[..., 2i + 1] & 0xF) << 4)
-  (the first value in the lowest bits, as GPTQ packs its int32 words; bitsandbytes' NF4 puts the
-  first element in the high nibble instead.) Example: [1, -2, 7, -8] -> [0xE1, 0x87].
+- Byte i of the last axis holds elements 2i and 2i + 1: element 2i in the HIGH nibble
+  (bits 4-7), element 2i + 1 in the LOW nibble (bits 0-3):
+      packed[..., i] = ((q[..., 2i] & 0xF) << 4) | (q[..., 2i + 1] & 0xF)
+  (the first value in the high bits, as bitsandbytes packs NF4; every packed format of this
+  track, nf4 and int4_matmul too, uses this order. GPTQ's int32 words put the first value in
+  the lowest bits instead.) Example: [1, -2, 7, -8] -> [0x1E, 0x78].
 - The last axis must have an even length: an odd one raises ValueError (no padding).
   Codes outside -8 .. 7 raise ValueError.
 - Result: uint8 (..., n // 2); every leading axis is kept.
 
-Unpack (`unpack_int4`) is the exact inverse: uint8 (..., m) -> int8 (..., 2m), the low
-nibble first, each nibble sign-extended (0x8 .. 0xF -> -8 .. -1). Every byte 0 .. 255 is
+Unpack (`unpack_int4`) is the exact inverse: uint8 (..., m) -> int8 (..., 2m), the
+high nibble first, each nibble sign-extended (0x8 .. 0xF -> -8 .. -1). Every byte 0 .. 255 is
 valid.
 
 Dequantise (`dequantize_int4`): unpack, then codes.float() * scale group by group (groups of
@@ -45,7 +46,7 @@ def quantize_int4(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """int int4 codes (..., n) in -8 .. 7, n even -> uint8 (..., n // 2), element 2i in the low nibble."""
+    """int int4 codes (..., n) in -8 .. 7, n even -> uint8 (..., n // 2), element 2i in the high nibble."""
     raise NotImplementedError
 
 

@@ -36,7 +36,7 @@ Quantise (`quantize_nf4(w, blocksize=64)`):
 - codes = nearest_nf4(y).
 - Packing, two codes per byte, the FIRST element of each pair in the HIGH nibble:
       packed[i] = (codes[2i] << 4) | codes[2i + 1]
-  (bitsandbytes' order; quantization.int4_pack and GPTQ put the first value low instead.)
+  (bitsandbytes' order, and quantization.int4_pack's; GPTQ puts the first value low instead.)
   When n is odd, one padding code is appended before packing: 7 (the code of 0.0), so the
   last byte's low nibble is 0x7.
 - Returns (packed, absmax): packed uint8 of shape (ceil(n / 2),), 1-D; absmax float32 of

@@ -3,7 +3,7 @@ dequantising.
 
 Everything is integer or an exactly rounded float32 formula, so codes, bytes and scales are
 compared exactly; the dequantised values within one float32 rounding. Known bytes are
-written out by hand (the layout: two's complement nibbles, element 2i in the low nibble),
+written out by hand (the layout: two's complement nibbles, element 2i in the high nibble),
 and unpacking is checked on all 256 byte values.
 """
 
@@ -20,20 +20,20 @@ TOL = {"atol": 1e-6, "rtol": 1e-6}
 def packed_by_hand(q: torch.Tensor) -> torch.Tensor:
     """The stated layout, one byte at a time in Python."""
     flat = q.reshape(-1, q.shape[-1]).tolist()
-    rows = [[(row[2 * i] & 0xF) | ((row[2 * i + 1] & 0xF) << 4) for i in range(len(row) // 2)] for row in flat]
+    rows = [[((row[2 * i] & 0xF) << 4) | (row[2 * i + 1] & 0xF) for i in range(len(row) // 2)] for row in flat]
     return torch.tensor(rows, dtype=torch.uint8).reshape(*q.shape[:-1], q.shape[-1] // 2)
 
 
 def test_known_bytes(expect):
     q = torch.tensor([1, -2, 7, -8, 0, -1, 3, 5], dtype=torch.int8)
-    expect(lambda s: s.pack_int4(q), truth=torch.tensor([0xE1, 0x87, 0xF0, 0x53], dtype=torch.uint8),
-           name="pack_int4([1, -2, 7, -8, 0, -1, 3, 5]) == [0xE1, 0x87, 0xF0, 0x53] (element 2i low, two's complement)")
+    expect(lambda s: s.pack_int4(q), truth=torch.tensor([0x1E, 0x78, 0x0F, 0x35], dtype=torch.uint8),
+           name="pack_int4([1, -2, 7, -8, 0, -1, 3, 5]) == [0x1E, 0x78, 0x0F, 0x35] (element 2i high, two's complement)")
     every = torch.arange(256, dtype=torch.int16).to(torch.uint8).reshape(2, 128)
     lo, hi = every.to(torch.int16) & 0xF, every.to(torch.int16) >> 4
-    truth = torch.stack([lo, hi], -1).reshape(2, 256)
+    truth = torch.stack([hi, lo], -1).reshape(2, 256)
     truth = torch.where(truth >= 8, truth - 16, truth).to(torch.int8)
     expect(lambda s: s.unpack_int4(every), truth=truth,
-           name="unpack_int4(every byte 0 .. 255, shape (2, 128)): int8 (2, 256), low nibble first, sign-extended")
+           name="unpack_int4(every byte 0 .. 255, shape (2, 128)): int8 (2, 256), high nibble first, sign-extended")
 
 
 @pytest.mark.points(2)

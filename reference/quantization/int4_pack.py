@@ -24,12 +24,12 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     if ((q < -8) | (q > 7)).any():
         raise ValueError("int4 codes must lie in -8 .. 7")
     nibbles = q.to(torch.int16) & 0xF  # two's complement: -1 -> 0b1111, -8 -> 0b1000
-    return (nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)).to(torch.uint8)
+    return ((nibbles[..., 0::2] << 4) | nibbles[..., 1::2]).to(torch.uint8)
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     p = packed.to(torch.int16)
-    nibbles = torch.stack([p & 0xF, (p >> 4) & 0xF], dim=-1).reshape(*packed.shape[:-1], -1)
+    nibbles = torch.stack([(p >> 4) & 0xF, p & 0xF], dim=-1).reshape(*packed.shape[:-1], -1)
     return torch.where(nibbles >= 8, nibbles - 16, nibbles).to(torch.int8)  # sign-extend bit 3
 
 
