@@ -37,6 +37,10 @@ def row_sum(x):
     return x.sum(-1)
 
 
+def extra():
+    return 1
+
+
 def row_sum_triton(x):
     rows, cols = x.shape
     out = torch.empty(rows, dtype=x.dtype)
@@ -57,7 +61,7 @@ def test_row_sum(expect, rng):
 @pytest.mark.needs("no_such_module_for_llm_grader")
 @pytest.mark.points(3)
 def test_needs_a_missing_module(solution):
-    assert False, "never runs"
+    assert solution.extra() == 1
 
 
 @pytest.mark.needs("triton")
@@ -82,6 +86,11 @@ def project(tmp_path: Path) -> Path:
         replace = "mask = offs < n_cols"
         with = "mask = offs <= n_cols"
         [[mutants]]
+        name = "extra_two"
+        misconception = "only a check that cannot run here would see this"
+        replace = "    return 1"
+        with = "    return 2"
+        [[mutants]]
         name = "mean"
         misconception = "takes the mean, not the sum"
         replace = "    return x.sum(-1)"
@@ -89,7 +98,8 @@ def project(tmp_path: Path) -> Path:
     '''))
     (track / "reference" / "row_sum.py").write_text(KERNEL)
     (track / "exercises" / "row_sum.py").write_text(
-        "def row_sum(x):\n    raise NotImplementedError\n\n\ndef row_sum_triton(x):\n    raise NotImplementedError\n")
+        "def row_sum(x):\n    raise NotImplementedError\n\n\ndef row_sum_triton(x):\n    raise NotImplementedError\n"
+        "\n\ndef extra():\n    raise NotImplementedError\n")
     (track / "check_row_sum.py").write_text(CHECKS)
     (tmp_path / "plugin_kern.py").write_text(textwrap.dedent('''
         from pathlib import Path
@@ -150,6 +160,10 @@ def test_a_known_mistakes_kernel_runs_from_source_and_its_off_by_one_mask_fails(
     # The toy exercise lacks a hidden check and a third mistake; what matters here is the kernel.
     assert "mutant mask_off_by_one: caught by kernel (diagnosed by name)" in text, proc.stdout + proc.stderr
     assert "reference: 2/2 over 2 checks" in text, "the check needing a missing module is left out"
+    # A mistake only a skipped check could catch is not proven here, and not called uncaught.
+    assert "mutant extra_two: not proven here: it passes every check that ran, and some were skipped (needs " \
+           "no_such_module_for_llm_grader" in text
+    assert "extra_two' passes every check" not in text
 
 
 @needs_triton
