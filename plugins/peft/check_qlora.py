@@ -170,31 +170,47 @@ def test_forward(expect, rng):
                     f"(alpha / r) (x @ A.T) @ B.T")
 
 
+def parameters_fragment(program: list[Any], layer: int) -> int:
+    """Append instructions that leave, in the returned register, [names of layer.named_parameters(),
+    lora_A.requires_grad, lora_B.requires_grad]: read in the solution's process (a parameter that
+    crosses to the judge arrives as a plain tensor)."""
+    k = len(program)
+    program += [["method", layer, "named_parameters", []], ["method", 1, "dict", [["reg", k]]],
+                ["method", k + 1, "keys", []], ["method", 1, "list", [["reg", k + 2]]],          # k+3: names
+                ["getattr", layer, "lora_A"], ["getattr", k + 4, "requires_grad"],              # k+5
+                ["getattr", layer, "lora_B"], ["getattr", k + 6, "requires_grad"],              # k+7
+                ["method", 1, "list", [["val", ()]]], ["method", k + 8, "append", [["reg", k + 3]]],
+                ["method", k + 8, "append", [["reg", k + 5]]], ["method", k + 8, "append", [["reg", k + 7]]]]
+    return k + 8
+
+
+def trainable(info: Any) -> list[str]:
+    """The layer's parameters, each marked when it does not require grad (lora_A and lora_B must)."""
+    names, a_grad, b_grad = info
+    flags = {"lora_A": a_grad, "lora_B": b_grad}
+    return sorted(n if flags.get(n, True) else f"{n} (requires_grad False)" for n in names)
+
+
 def step_program(packed, absmax, shape, bias, r, alpha, a, b, x, grad_out):
     """Forward, backward of (y * grad_out).sum(), SGD(lr 0.5) over layer.parameters(), forward again."""
     program = layer_program(packed, absmax, shape, 64, bias, r, alpha, a, b)
     k = len(program)
     program += [
-        ["method", 2, "named_parameters", []],                                   # k
-        ["method", 1, "list", [["reg", k]]],                                     # k+1: [(name, p)]
-        ["method", 2, "__call__", [["val", x]]],                                 # k+2
-        ["method", k + 2, "mul", [["val", grad_out]]],                           # k+3
-        ["method", k + 3, "sum", []],                                            # k+4
-        ["method", k + 4, "backward", []],                                       # k+5
-        ["getattr", 2, "lora_A"], ["getattr", k + 6, "grad"],                    # k+6, k+7
-        ["getattr", 2, "lora_B"], ["getattr", k + 8, "grad"],                    # k+8, k+9
-        ["getattr", 0, "optim"],                                                 # k+10
-        ["method", 2, "parameters", []],                                         # k+11
-        ["method", k + 10, "SGD", [["reg", k + 11], ["val", 0.5]]],              # k+12
-        ["method", k + 12, "step", []],                                          # k+13
-        ["method", 2, "state_dict", []],                                         # k+14
-        ["method", 2, "__call__", [["val", x]]],                                 # k+15
+        ["method", 2, "__call__", [["val", x]]],                                 # k
+        ["method", k, "mul", [["val", grad_out]]],                               # k+1
+        ["method", k + 1, "sum", []],                                            # k+2
+        ["method", k + 2, "backward", []],                                       # k+3
+        ["getattr", 2, "lora_A"], ["getattr", k + 4, "grad"],                    # k+4, k+5
+        ["getattr", 2, "lora_B"], ["getattr", k + 6, "grad"],                    # k+6, k+7
+        ["getattr", 0, "optim"],                                                 # k+8
+        ["method", 2, "parameters", []],                                         # k+9
+        ["method", k + 8, "SGD", [["reg", k + 9], ["val", 0.5]]],                # k+10
+        ["method", k + 10, "step", []],                                          # k+11
+        ["method", 2, "state_dict", []],                                         # k+12
+        ["method", 2, "__call__", [["val", x]]],                                 # k+13
     ]
-    return program, [k + 1, k + 7, k + 9, k + 14, k + 15]
-
-
-def trainable(named: Any) -> list[str]:
-    return sorted(name for name, p in named if p.requires_grad)
+    info = parameters_fragment(program, 2)
+    return program, [info, k + 5, k + 7, k + 12, k + 13]
 
 
 @pytest.mark.points(2)
@@ -253,8 +269,8 @@ def training_program(packed, absmax, shape, bias, r, alpha, seed, xs, ys, lr):
                     ["method", k + 1, "sub", [["val", y]]], ["method", k + 2, "square", []],
                     ["method", k + 3, "mean", []], ["method", k + 4, "backward", []], ["method", 6, "step", []]]
     k = len(program)
-    program += [["method", 3, "state_dict", []], ["method", 3, "named_parameters", []], ["method", 1, "list", [["reg", k + 1]]]]
-    return program, [k, k + 2]
+    program.append(["method", 3, "state_dict", []])
+    return program, [k, parameters_fragment(program, 3)]
 
 
 def regression_task(rng: Any, shape: tuple[int, int], r: int, n_train: int, batch: int):
