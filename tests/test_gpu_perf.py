@@ -213,3 +213,14 @@ def test_the_bundled_floors_are_marked_provisional_until_calibrated():
             assert f"def test_{name}(" in module.read_text(), f"{exercise_id}.{name} has a floor but no check"
             assert entry["provisional"] or "measured_on" in entry
             assert 0 < entry["floor"] < 1
+
+
+def test_the_curriculums_perf_checks_are_skipped_without_cuda_and_left_out_of_the_maximum():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the perf checks run")
+    proc = run_grade("--solutions", "reference", "quantization.int4_matmul.int4_gemv_bandwidth", "--report", "json:-")
+    assert proc.returncode == 0, proc.stderr
+    exercise = json.loads(proc.stdout)["tracks"][0]["exercises"][0]
+    (check,) = exercise["checks"]
+    assert check["outcome"] == "skipped" and check["message"] == "needs a CUDA GPU; none is available here"
+    assert exercise["skipped_points"] == 2 and exercise["max_score"] == 0 and exercise["score"] == 0
