@@ -68,4 +68,5 @@ def test_isolated_reference_full_marks_and_stubs_zero(track: str, tmp_path):
     for exercise_id, (score, _, status) in exercise_scores(data).items():
         assert (score, status) == (0, "not_started"), f"{exercise_id}: stub scored {score} ({status})"
     outcomes = {c["outcome"] for t in data["tracks"] for e in t["exercises"] for c in e["checks"]}
-    assert outcomes == {"failed"}, "stubs must fail cleanly, with no errors, crashes or timeouts"
+    # skipped: GPU performance checks on a machine without CUDA
+    assert outcomes - {"skipped"} == {"failed"}, "stubs must fail cleanly, with no errors, crashes or timeouts"
