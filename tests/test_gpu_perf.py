@@ -224,3 +224,47 @@ def test_the_curriculums_perf_checks_are_skipped_without_cuda_and_left_out_of_th
     (check,) = exercise["checks"]
     assert check["outcome"] == "skipped" and check["message"] == "needs a CUDA GPU; none is available here"
     assert exercise["skipped_points"] == 2 and exercise["max_score"] == 0 and exercise["score"] == 0
+
+
+PERF_MODULES = sorted((ROOT / "plugins" / "gpu_perf").glob("perf_*.py"))
+SMALL = {"ROWS": 8, "COLS": 100, "M": 2, "N": 64, "K": 256}
+
+
+@pytest.mark.parametrize("module_path", PERF_MODULES, ids=[p.stem for p in PERF_MODULES])
+def test_each_curriculum_perf_check_runs_on_the_cpu_at_small_sizes(module_path: Path, monkeypatch):
+    # What needs no GPU, checked without one: each perf check's inputs, truth, eager baseline and
+    # byte count, run on the CPU at small sizes with the reference's torch version as the kernel
+    # (X_triton -> X); the timing and the verdict are the same code as on a GPU, only the floor
+    # is 0 (a CPU is no measure of a kernel).
+    import importlib.util
+    import inspect
+    import types
+
+    from grader.imports import import_reference
+    from grader.rng import Rng
+
+    spec = importlib.util.spec_from_file_location(f"dry_{module_path.stem}", module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, value in SMALL.items():
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
+    track, exercise = module_path.stem.removeprefix("perf_").split("_", 1)
+    reference = import_reference(track, ROOT / "reference" / track, exercise)
+    solution = types.SimpleNamespace(**{f"{n}_triton": getattr(reference, n) for n in dir(reference)
+                                        if callable(getattr(reference, n)) and hasattr(reference, f"{n}_triton")})
+    ceiling = perf.copy_bandwidth("cpu", 1 << 22)
+    real = perf.memory_bound
+
+    def on_cpu(figures, fn, inputs, **kwargs):
+        real(figures, fn, inputs, **{**kwargs, "device": "cpu", "reps": 3, "floor": 0.0, "ceiling": ceiling})
+
+    monkeypatch.setattr(perf, "memory_bound", on_cpu)
+    checks = [f for n, f in vars(module).items() if n.startswith("test_")]
+    assert checks
+    for check in checks:
+        figures: dict[str, float] = {}
+        fixtures = {"solution": solution, "reference": reference, "rng": Rng(0), "figures": figures}
+        check(**{p: fixtures[p] for p in inspect.signature(check).parameters})
+        assert {"gbps", "fraction_of_peak", "speedup_vs_eager", "floor"} <= set(figures), (check.__name__, figures)
+        assert 0 < figures["fraction_of_peak"] <= perf.PHYSICALLY_POSSIBLE, (check.__name__, figures)
