@@ -5,7 +5,10 @@ parity, the same weight), and against the stated float32 formula for float16 and
 inputs (the result cast once to x's dtype: within one rounding of that dtype). The Triton
 versions need triton (`needs("triton")`); without CUDA they run in triton's interpreter on CPU
 tensors, in float32 and float16. Row lengths are not powers of two, so the padding lanes of
-each block and the mask matter: an extra lane reads the next row's first element.
+each block and the mask matter: an extra lane reads the next row's first element. Softmax
+inputs reach float16's and float32's limits and hold -inf entries; RMSNorm rows range from
+RMS 1e-4 (where eps decides) to float16 values whose squares overflow float16. The hidden
+checks draw fresh row lengths; the torch one counts without triton.
 """
 
 from __future__ import annotations
