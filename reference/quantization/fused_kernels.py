@@ -28,7 +28,7 @@ if triton is not None:
 
     @triton.jit
     def _softmax_kernel(x_ptr, out_ptr, n_cols, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)  # row * n_cols may pass 2**31 elements
         offs = tl.arange(0, BLOCK)
         mask = offs < n_cols
         z = tl.load(x_ptr + row * n_cols + offs, mask=mask, other=float("-inf")).to(tl.float32)
@@ -39,7 +39,7 @@ if triton is not None:
 
     @triton.jit
     def _rmsnorm_kernel(x_ptr, w_ptr, out_ptr, n_cols, eps, BLOCK: tl.constexpr):
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)
         offs = tl.arange(0, BLOCK)
         mask = offs < n_cols
         z = tl.load(x_ptr + row * n_cols + offs, mask=mask, other=0.0).to(tl.float32)
@@ -54,13 +54,19 @@ def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     return rows, torch.empty_like(rows), rows.shape[0], n_cols
 
 
+def _launch(n_cols: int) -> dict[str, int]:
+    """BLOCK holds the whole row; long rows get more warps (fewer values per thread)."""
+    block = triton.next_power_of_2(n_cols)
+    return {"BLOCK": block, "num_warps": 16 if block >= 8192 else 8 if block >= 2048 else 4}
+
+
 def softmax_triton(x: torch.Tensor) -> torch.Tensor:
     rows, out, n_rows, n_cols = _rows(x)
-    _softmax_kernel[(n_rows,)](rows, out, n_cols, BLOCK=triton.next_power_of_2(n_cols))
+    _softmax_kernel[(n_rows,)](rows, out, n_cols, **_launch(n_cols))
     return out.reshape(x.shape)
 
 
 def rmsnorm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     rows, out, n_rows, n_cols = _rows(x)
-    _rmsnorm_kernel[(n_rows,)](rows, weight.contiguous(), out, n_cols, eps, BLOCK=triton.next_power_of_2(n_cols))
+    _rmsnorm_kernel[(n_rows,)](rows, weight.contiguous(), out, n_cols, eps, **_launch(n_cols))
     return out.reshape(x.shape)
