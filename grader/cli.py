@@ -191,9 +191,12 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
                               "choose a path you can write.") from None
     plugins.run_finished(result)
     state = ProgressState(config.state_dir)
-    # An exercise graded only in part (some of its checks) keeps the status it had.
-    state.record(result, skip={e.id for e, checks in selection if checks is not None})
-    state.save()
+    # The progress is that of the project's own solutions: grading another directory
+    # (--solutions reference, a classmate's copy) leaves it alone, and an exercise graded only
+    # in part (some of its checks) keeps the status it had.
+    if config.solutions is None or solutions_dir == Path(config.solutions).resolve():
+        state.record(result, skip={e.id for e, checks in selection if checks is not None})
+        state.save()
     below = fail_under is not None and result.percent < fail_under
     if quiet:
         term.score_line(result)

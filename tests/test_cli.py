@@ -73,6 +73,11 @@ def test_reports_and_list_show_last_status_and_one_exercise_is_not_everything(tm
     softmax = rows[ids.index("foundations.softmax")]
     assert "passed" in softmax and "13/13" in softmax
     assert "not graded" in rows[ids.index("foundations.cross_entropy")]  # one check is not the exercise
+    # Grading another directory (here the stubs) leaves the project's progress alone.
+    other = run_grade("--solutions", str(ROOT / "exercises"), "foundations.softmax", "-q", cwd=tmp_path)
+    assert other.returncode == 0 and "Score: 0/" in other.stdout + other.stderr
+    listing = run_grade("list", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert "passed" in listing.stdout.splitlines()[1:][ids.index("foundations.softmax")]
 
 
 def write_broken_solutions(solutions: Path) -> None:
