@@ -76,7 +76,8 @@ class GradeSession:
     only: dict[str, frozenset[str] | None] | None = None  # exercise id -> check names
     isolation: str = "sandbox"  # in isolated mode: "sandbox" or "process"
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
-    collect_errors: dict[str, str] = field(default_factory=dict)  # exercise id -> why a check module failed to load
+    collect_errors: dict[str, str] = field(default_factory=dict)
+    hidden_not_run: dict[str, int] = field(default_factory=dict)  # exercise id -> hidden checks left out  # exercise id -> why a check module failed to load
     trusted: TrustedCode = field(init=False)
     pool: Any = field(init=False, default=None)
     shared: Path | None = field(init=False, default=None)  # files checks hand to solutions
@@ -325,6 +326,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             continue
         hidden = item.get_closest_marker("hidden") is not None
         if hidden and not grade.hidden:
+            if grade.only is None or grade.only.get(exercise.id) is None:  # the whole exercise was asked for
+                grade.hidden_not_run[exercise.id] = grade.hidden_not_run.get(exercise.id, 0) + 1
             drop.append(item)
             continue
         if grade.only is not None:

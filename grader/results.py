@@ -44,6 +44,7 @@ class ExerciseResult:
     title: str
     checks: list[CheckResult] = field(default_factory=list)
     error: str = ""
+    hidden_not_run: int = 0  # hidden checks this exercise has that this run left out (no --hidden)
 
     @property
     def track(self) -> str:
@@ -84,6 +85,7 @@ class ExerciseResult:
             "skipped_points": self.skipped_points,
             "status": self.status,
             "error": self.error,
+            "hidden_not_run": self.hidden_not_run,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -94,6 +96,7 @@ class ExerciseResult:
             title=d["title"],
             checks=[CheckResult.from_dict(c) for c in d["checks"]],
             error=d.get("error", ""),
+            hidden_not_run=int(d.get("hidden_not_run", 0)),
         )
 
 

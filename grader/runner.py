@@ -181,7 +181,8 @@ def run_exercises(
 
     def finish(exercise_id: str) -> None:
         exercise = by_id[exercise_id]
-        result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []))
+        result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []),
+                                hidden_not_run=session.hidden_not_run.get(exercise.id, 0))
         why = session.collect_errors.get(exercise.id) or injector.collect_errors.get(exercise.id)
         if why:
             result.error = f"the checks of {exercise.id} could not be loaded:\n{why}"

@@ -55,7 +55,9 @@ def test_reports_and_list_show_last_status_and_one_exercise_is_not_everything(tm
     # json:- : stdout is the report alone (it parses), and people read stderr.
     assert load_results_text(proc.stdout) == data
     human = proc.stderr
-    assert "Score: 15/15 (100.0%)" in human and "All 9 selected check(s) pass." in human
+    assert "Score: 15/15 (100.0%)" in human and "All 9 selected public check(s) pass." in human
+    hidden = exercise["hidden_not_run"]
+    assert hidden >= 1 and f"{hidden} hidden check(s) were not run" in " ".join(human.split())
     assert "Everything passes" not in human  # the rest of the course is still to do
     assert "Next: foundations.cross_entropy" in human
     assert f"open {ROOT / 'reference' / 'foundations' / 'cross_entropy.py'}" in human

@@ -104,6 +104,16 @@ def test_everything_passes_only_when_every_check_of_the_course_passed():
     assert "Everything passes." not in below and "Below --fail-under 50%." in below
 
 
+def test_hidden_checks_not_run_are_counted_and_never_reported_as_passed():
+    passing = ExerciseResult("foundations.softmax", "Softmax", [check("a", "passed")], hidden_not_run=2)
+    text = " ".join(render(run_of(passing), Guide(whole_course=True)).split())
+    assert "Everything passes." not in text and "Every public check passes." in text
+    assert "2 hidden check(s) were not run: they run only with --hidden" in text
+    one = " ".join(render(run_of(passing), Guide(next_up=("foundations.cross_entropy", "CE"))).split())
+    assert "All 1 selected public check(s) pass." in one and "2 hidden check(s) were not run" in one
+    assert ExerciseResult.from_dict(passing.to_dict()).hidden_not_run == 2
+
+
 def test_results_are_printed_in_course_order_whatever_order_they_finish_in():
     out = io.StringIO()
     term = TerminalReport(Console(file=out, width=80, highlight=False))
