@@ -324,8 +324,12 @@ class Catalog:
 def closest(name: str, candidates: list[str]) -> str | None:
     """The candidate `name` was most likely meant to be: the most similar by spelling, else
     the only one containing it (`near_overflow` for `softmax_near_overflow`)."""
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
     if close:
-        return close[0]
+        # Two letters swapped (`hnit`) is the likeliest typo: among equally close spellings,
+        # one with exactly the same letters wins (`hint`, not `init`).
+        best = difflib.SequenceMatcher(None, name, close[0]).ratio()
+        tied = [c for c in close if difflib.SequenceMatcher(None, name, c).ratio() == best]
+        return next((c for c in tied if sorted(c) == sorted(name)), close[0])
     containing = [c for c in candidates if name and name in c]
     return containing[0] if len(containing) == 1 else None

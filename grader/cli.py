@@ -132,6 +132,10 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
     from grader.reporting import parse_report_spec
 
     config, plugins = _context(blocked)
+    if solutions is None:
+        from grader import workspace
+
+        workspace.require(config, "grade")
     catalog = plugins.catalog()
     if targets and click.get_current_context().find_root().meta.get(IMPLICIT_RUN):
         _check_first_word(targets[0], catalog)
@@ -211,10 +215,12 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
 @cli.command("list")
 def list_command() -> None:
     """Every exercise in course order, with its status from the last run."""
+    from grader import workspace
     from grader.state import ProgressState
     from grader.terminal import TerminalReport, status_rows
 
     config, plugins = _context()
+    workspace.require(config, "grade list")
     TerminalReport().exercise_table(status_rows(plugins.catalog().exercises, ProgressState(config.state_dir)))
 
 
@@ -222,10 +228,12 @@ def list_command() -> None:
 @click.argument("exercise")
 def hint_command(exercise: str) -> None:
     """Show the next hint for EXERCISE (one more each time you ask)."""
+    from grader import workspace
     from grader.state import ProgressState
     from grader.terminal import hint_text
 
     config, plugins = _context()
+    workspace.require(config, f"grade hint {exercise}")
     ex = plugins.catalog().exercise(exercise)
     if not ex.hints:
         click.echo(f"{ex.id} has no hints.")
@@ -250,6 +258,10 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
     from grader.watch import watch
 
     config, plugins = _context()
+    if solutions is None:
+        from grader import workspace
+
+        workspace.require(config, "grade watch")
     catalog = plugins.catalog()
     exercises = [exercise for exercise, _ in catalog.select(list(targets))]
     solutions_dir = (solutions.resolve() if solutions else config.solutions) or Path("exercises").resolve()
@@ -262,6 +274,20 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
     options = RunOptions(mode="isolated", solutions=solutions_dir, display_root=Path.cwd(), salt=str(config.seed),
                          timeout=timeout if timeout is not None else config.timeout, jobs=1, isolation=level)
     watch(config, catalog, exercises, options, console)
+
+
+@cli.command("init")
+@click.argument("directory", type=click.Path(path_type=Path))
+def init_command(directory: Path) -> None:
+    """Start a workspace in DIRECTORY: every exercise's stub, a grade.toml and a README."""
+    from grader import workspace
+
+    _, plugins = _context()
+    written, kept = workspace.init(directory.resolve(), plugins.catalog())
+    n_stubs = sum(1 for p in written if p.suffix == ".py")
+    click.echo(f"Wrote {n_stubs} exercise stubs, grade.toml and README.md to {directory}."
+               if not kept else f"Wrote {len(written)} files to {directory}; kept {len(kept)} that were already there.")
+    click.echo(f"Next: cd {directory} && grade")
 
 
 @cli.command("check")
