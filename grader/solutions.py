@@ -100,8 +100,11 @@ class SandboxPlan:
     def binds(self) -> list[str]:
         # The temporary directory holds the sandbox's own root and other runs' files: a
         # script run from there puts it on sys.path, and it must not be bound whole.
-        hidden = [p.resolve() for p in self.hidden] + [Path.cwd().resolve(), Path.home().resolve(),
-                                                       Path(tempfile.gettempdir()).resolve()]
+        # Hidden paths inside the grader package (a wheel's grader/_curriculum: references and
+        # checks) need no care here: the jail shows only the package's sandbox/ subfolder.
+        package = Path(__file__).resolve().parent
+        hidden = [p.resolve() for p in self.hidden if not _contains(package, p.resolve())]
+        hidden += [Path.cwd().resolve(), Path.home().resolve(), Path(tempfile.gettempdir()).resolve()]
         candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
         out = []
         for entry in sorted(c for c in candidates if c and os.path.isdir(c)):
