@@ -59,6 +59,7 @@ COMPUTED = [  # reward_model left out: its pooling is a selection, compared exac
     "foundations.mlp_backward", "attention.sdpa", "architectures.norms_ffn",
     "pretraining.clm_loss", "pretraining.schedule", "alignment.logprobs",
     "alignment.ppo", "alignment.dpo", "alignment.grpo", "peft.lora_linear", "peft.inject", "peft.merge",
+    "quantization.fused_kernels",
 ]
 
 
@@ -72,7 +73,8 @@ def test_one_ulp_off_the_reference_loses_no_point(solutions_copy: Path, tmp_path
     data = load_results(out)
     lost = {
         f"{e['id']}.{c['name']}": c["message"]
-        for t in data["tracks"] for e in t["exercises"] for c in e["checks"] if c["outcome"] != "passed"
+        for t in data["tracks"] for e in t["exercises"] for c in e["checks"]
+        if c["outcome"] not in ("passed", "skipped")  # skipped: GPU performance checks without CUDA
     }
     assert not lost, "\n".join(f"{k}: {v}" for k, v in lost.items())
     scores = exercise_scores(data)
