@@ -24,8 +24,10 @@ message.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -332,6 +334,66 @@ def load_returned_weights(model: torch.nn.Module, state: Any, what: str, *, retu
         check(bool(torch.isfinite(got).all()), f"{what}: state[{k!r}] holds NaN or inf: the training diverged")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
+
+
+# transformers' class names of the tiny causal LMs checks build: (config, model).
+TINY_LM_CLASSES = {"gpt2": ("GPT2Config", "GPT2LMHeadModel"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
+
+
+@dataclass(frozen=True)
+class TinyLM:
+    """A tiny Hugging Face causal LM: its kind ("gpt2" or "llama"), its config's keyword
+    arguments (a sorted tuple, so that a spec is hashable and caches work) and the seed its
+    weights are drawn under. `TinyLM.of("llama", seed=3, hidden_size=24, ...)`.
+
+    `build()` is the judge's copy (float32, eval mode, cached); `program()` is the start of a
+    `probes.run_program` that builds the same model in the solution's process (a model is not
+    data, so it cannot cross) and loads the judge's weights into it: register 4 holds it.
+    """
+
+    kind: str
+    config: tuple[tuple[str, Any], ...]
+    seed: int = 0
+
+    @classmethod
+    def of(cls, kind: str, seed: int = 0, **kwargs: Any) -> TinyLM:
+        return cls(kind, tuple(sorted(kwargs.items())), seed)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.config)
+
+    @property
+    def config_class(self) -> str:
+        return TINY_LM_CLASSES[self.kind][0]
+
+    def __str__(self) -> str:
+        return TINY_LM_CLASSES[self.kind][1]
+
+    def build(self) -> torch.nn.Module:
+        return _tiny_lm(self)
+
+    def program(self) -> list[Any]:
+        return [
+            ["import", "transformers"],                                            # 0
+            ["getattr", 0, self.config_class],                                     # 1
+            ["method", 1, "from_dict", [["val", self.kwargs]]],                    # 2 the config
+            ["getattr", 0, "AutoModelForCausalLM"],                                # 3
+            ["method", 3, "from_config", [["reg", 2]]],                            # 4 the model
+            ["method", 4, "load_state_dict", [["val", self.build().state_dict()]]],
+            ["method", 4, "eval", []],
+        ]
+
+
+@functools.lru_cache(maxsize=8)
+def _tiny_lm(spec: TinyLM) -> torch.nn.Module:
+    import transformers
+
+    config_class, model_class = (getattr(transformers, name) for name in TINY_LM_CLASSES[spec.kind])
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.seed)
+        model = model_class(config_class(**spec.kwargs))
+    return model.float().eval()
 
 
 def random_state_dict(

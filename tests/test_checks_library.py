@@ -172,3 +172,21 @@ def test_statistical_failures_state_their_false_failure_rate():
         assert_counts([1, 2], [0.5, 0.5], name="die")
     with pytest.raises(CheckFailure, match=r"mean 0.5 over 10000 samples; expected 0 \+- "):
         assert_mean(torch.full((10000,), 0.5), 0.0, 1.0, name="noise")
+
+
+def test_tiny_lm_is_hashable_built_once_and_rebuilt_alike_in_the_solutions_process():
+    from grader import probes
+    from grader.checks import TinyLM
+
+    spec = TinyLM.of("gpt2", seed=3, vocab_size=31, n_embd=8, n_layer=1, n_head=2, n_positions=16,
+                     attn_implementation="eager")
+    assert spec == TinyLM.of("gpt2", 3, attn_implementation="eager", n_head=2, n_embd=8, n_layer=1,
+                             n_positions=16, vocab_size=31) and len({spec, spec}) == 1
+    assert str(spec) == "GPT2LMHeadModel" and spec.build() is spec.build()
+    other = TinyLM.of("gpt2", seed=4, **spec.kwargs)
+    assert not torch.equal(other.build().lm_head.weight, spec.build().lm_head.weight)
+    ids = torch.tensor([[1, 2, 3]])
+    program = spec.program() + [["method", 4, "__call__", [["val", ids]]], ["getattr", 7, "logits"]]
+    (logits,) = probes.run_program(SimpleNamespace(), program, [8])
+    with torch.no_grad():
+        assert torch.equal(logits, spec.build()(ids).logits)

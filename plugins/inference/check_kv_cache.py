@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache
 
 from grader import probes
+from grader.checks import TinyLM
 from grader.compare import check
 
 # float32 logits of spread ~2: a cached step and a full recompute differ by ~1e-5 (matmul shapes)
@@ -32,55 +33,27 @@ ATTN_TOL = {"atol": 1e-5, "rtol": 1e-5}
 MARGIN = 1e-3  # a greedy choice closer than this to the runner-up is redrawn: rounding is ~1e-5
 PAD = 0
 
-_CLASSES = {"gpt2": ("GPT2Config", "GPT2LMHeadModel"), "llama": ("LlamaConfig", "LlamaForCausalLM")}
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A tiny causal LM: its kind, config keyword arguments (as a sorted tuple) and weight seed."""
-
-    kind: str
-    config: tuple[tuple[str, Any], ...]
-    seed: int = 0
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.config)
-
-    def __str__(self) -> str:
-        return _CLASSES[self.kind][1]
-
-
-def gpt2(vocab: int = 97, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> Spec:
+def gpt2(vocab: int = 97, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> TinyLM:
     kwargs = {"vocab_size": vocab, "n_positions": 64, "n_embd": hidden, "n_layer": layers, "n_head": heads,
               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
     return _spec("gpt2", kwargs, seed)
 
 
 def llama(vocab: int = 89, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-          seed: int = 0) -> Spec:
+          seed: int = 0) -> TinyLM:
     kwargs = {"vocab_size": vocab, "hidden_size": hidden, "intermediate_size": 2 * hidden + 8,
               "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
               "max_position_embeddings": 64, "attention_dropout": 0.0}
     return _spec("llama", kwargs, seed)
 
 
-def _spec(kind: str, kwargs: dict[str, Any], seed: int) -> Spec:
+def _spec(kind: str, kwargs: dict[str, Any], seed: int) -> TinyLM:
     # initializer_range 0.3 spreads the logits (the default 0.02 makes them nearly flat); no BOS/EOS
     # ids, so generate never stops early and never warns about ids outside the vocabulary
     kwargs.update(initializer_range=0.3, bos_token_id=None, eos_token_id=None, pad_token_id=PAD,
                   attn_implementation="eager")
-    return Spec(kind, tuple(sorted(kwargs.items())), seed)
+    return TinyLM.of(kind, seed, **kwargs)
 
-
-@functools.lru_cache(maxsize=8)
-def judge_model(spec: Spec) -> Any:
-    """The judge's copy: built from the config with weights drawn under `spec.seed`."""
-    cls = {"gpt2": (GPT2Config, GPT2LMHeadModel), "llama": (LlamaConfig, LlamaForCausalLM)}[spec.kind]
-    with torch.random.fork_rng():
-        torch.manual_seed(spec.seed)
-        model = cls[1](cls[0](**spec.kwargs))
-    return model.float().eval()
 
 
 def input_lengths(calls: Any) -> list[int | None]:
@@ -95,7 +68,7 @@ def input_lengths(calls: Any) -> list[int | None]:
 
 @dataclass
 class Case:
-    spec: Spec
+    spec: TinyLM
     ids: torch.Tensor
     mask: torch.Tensor | None
     n: int
@@ -114,7 +87,7 @@ def hf_generate(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' greedy generate: the sequences and the stacked raw logits of every step."""
     mask = torch.ones_like(case.ids) if case.mask is None else case.mask
     with torch.no_grad():
-        out = judge_model(case.spec).generate(input_ids=case.ids, attention_mask=mask, max_new_tokens=case.n,
+        out = case.spec.build().generate(input_ids=case.ids, attention_mask=mask, max_new_tokens=case.n,
                                               do_sample=False, output_logits=True, return_dict_in_generate=True,
                                               pad_token_id=PAD)
     return out.sequences, torch.stack(out.logits, dim=1).float()
@@ -122,7 +95,7 @@ def hf_generate(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
 
 def recompute(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy decoding with no cache: the whole sequence through the model at every step."""
-    model = judge_model(case.spec)
+    model = case.spec.build()
     seq = case.ids
     mask = torch.ones_like(seq) if case.mask is None else case.mask
     steps = []
@@ -136,7 +109,7 @@ def recompute(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return seq, torch.stack(steps, dim=1)
 
 
-def draw_case(rng: Any, spec: Spec, pads: list[int], prompt_len: int, n: int, with_mask: bool = True) -> Case:
+def draw_case(rng: Any, spec: TinyLM, pads: list[int], prompt_len: int, n: int, with_mask: bool = True) -> Case:
     """Prompts with the given left padding per row, redrawn until every greedy step of the truth
     is decided by at least MARGIN (so float rounding cannot flip a token)."""
     vocab = spec.kwargs["vocab_size"]
@@ -165,11 +138,11 @@ def decode(module: Any, case: Case) -> dict[str, Any]:
     program = [
         ["import", "transformers"],                                              # 0
         ["import", "unittest.mock"],                                             # 1
-        ["getattr", 0, _CLASSES[case.spec.kind][0]],                             # 2
+        ["getattr", 0, case.spec.config_class],                             # 2
         ["method", 2, "from_dict", [["val", case.spec.kwargs]]],                 # 3 the config
         ["getattr", 0, "AutoModelForCausalLM"],                                  # 4
         ["method", 4, "from_config", [["reg", 3]]],                              # 5 the model
-        ["method", 5, "load_state_dict", [["val", judge_model(case.spec).state_dict()]]],
+        ["method", 5, "load_state_dict", [["val", case.spec.build().state_dict()]]],
         ["method", 5, "eval", []],
         ["getattr", 5, "forward"],                                               # 8
         ["getattr", 1, "DEFAULT"],                                               # 9

@@ -16,61 +16,37 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from grader import probes
-from grader.checks import one_torch_thread
+from grader.checks import TinyLM, one_torch_thread
 
 # float32: (B @ A) * s and peft's own product differ by an ulp or two; weights of size ~0.5
 W_TOL = {"atol": 2e-6, "rtol": 1e-5}
 TOL = {"atol": 1e-4, "rtol": 1e-4}  # logits of size ~1 after two layers: an ulp per layer grows to ~3e-5
-_CLASSES = {"llama": ("LlamaConfig", LlamaConfig, LlamaForCausalLM), "gpt2": ("GPT2Config", GPT2Config, GPT2LMHeadModel)}
 
 
-@dataclass(frozen=True)
-class Spec:
-    kind: str
-    config: tuple[tuple[str, Any], ...]
-    seed: int = 0
 
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.config)
-
-    def __str__(self) -> str:
-        return _CLASSES[self.kind][2].__name__
-
-
-def llama(hidden: int = 24, seed: int = 0) -> Spec:
+def llama(hidden: int = 24, seed: int = 0) -> TinyLM:
     kwargs = {"vocab_size": 61, "hidden_size": hidden, "intermediate_size": 2 * hidden - 6, "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32,
               "initializer_range": 0.2, "attn_implementation": "eager", "bos_token_id": None,
               "eos_token_id": None, "pad_token_id": None}
-    return Spec("llama", tuple(sorted(kwargs.items())), seed)
+    return TinyLM.of("llama", seed, **kwargs)
 
 
-def gpt2(hidden: int = 16, heads: int = 2, seed: int = 0) -> Spec:
+def gpt2(hidden: int = 16, heads: int = 2, seed: int = 0) -> TinyLM:
     kwargs = {"vocab_size": 53, "n_embd": hidden, "n_layer": 2, "n_head": heads, "n_positions": 32,
               "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0, "initializer_range": 0.2,
               "attn_implementation": "eager", "bos_token_id": None, "eos_token_id": None}
-    return Spec("gpt2", tuple(sorted(kwargs.items())), seed)
+    return TinyLM.of("gpt2", seed, **kwargs)
 
-
-@functools.lru_cache(maxsize=8)
-def judge_model(spec: Spec) -> Any:
-    _, config_cls, model_cls = _CLASSES[spec.kind]
-    with torch.random.fork_rng():
-        torch.manual_seed(spec.seed)
-        model = model_cls(config_cls(**spec.kwargs))
-    return model.float().eval()
 
 
 def stub_name(name: str) -> str:
@@ -79,11 +55,11 @@ def stub_name(name: str) -> str:
     return name.replace(".lora_A.default.weight", ".lora_A").replace(".lora_B.default.weight", ".lora_B")
 
 
-def peft_model(spec: Spec, targets: tuple[str, ...], r: int, alpha: float, seed: int) -> Any:
+def peft_model(spec: TinyLM, targets: tuple[str, ...], r: int, alpha: float, seed: int) -> Any:
     """get_peft_model on a copy of the judge's model with A and B drawn under `seed` (B nonzero)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "fan_in_fan_out is set to False but the target module is Conv1D"
-        model = get_peft_model(copy.deepcopy(judge_model(spec)),
+        model = get_peft_model(copy.deepcopy(spec.build()),
                                LoraConfig(r=r, lora_alpha=alpha, target_modules=list(targets), lora_dropout=0.0,
                                           init_lora_weights=False, fan_in_fan_out=spec.kind == "gpt2"))
     gen = torch.Generator().manual_seed(seed)
@@ -101,7 +77,7 @@ def lora_layers(model: Any) -> list[str]:
 
 
 @functools.lru_cache(maxsize=16)
-def peft_sequence(spec: Spec, targets: tuple[str, ...], r: int, alpha: float, seed: int,
+def peft_sequence(spec: TinyLM, targets: tuple[str, ...], r: int, alpha: float, seed: int,
                   ops: tuple[str, ...]) -> dict[str, Any]:
     """peft's model running `ops` on every LoRA layer: the layer names, the state dict in the stub's
     names, and after each op (and before any) every base weight and the logits; then
@@ -131,18 +107,11 @@ def peft_sequence(spec: Spec, targets: tuple[str, ...], r: int, alpha: float, se
             "unloaded": {"state": {k: v.clone() for k, v in plain.state_dict().items()}, "logits": logits}}
 
 
-def student_sequence(module: Any, spec: Spec, truth: dict[str, Any], r: int, alpha: float,
+def student_sequence(module: Any, spec: TinyLM, truth: dict[str, Any], r: int, alpha: float,
                      ops: tuple[str, ...]) -> dict[str, Any]:
     """The same in the solution's process, through the stub's LoRALayer, merge, unmerge and
     merge_and_unload."""
-    prog: list[Any] = [
-        ["import", "transformers"],                                            # 0
-        ["getattr", 0, _CLASSES[spec.kind][0]],                                # 1
-        ["method", 1, "from_dict", [["val", spec.kwargs]]],                    # 2
-        ["getattr", 0, "AutoModelForCausalLM"],                                # 3
-        ["method", 3, "from_config", [["reg", 2]]],                            # 4 the model
-        ["method", 4, "load_state_dict", [["val", judge_model(spec).state_dict()]]],
-        ["method", 4, "eval", []],
+    prog: list[Any] = spec.program() + [  # register 4: the model
         ["import", "operator"],                                                # 7
     ]
 
@@ -200,7 +169,7 @@ def expect_close_dict(expect: Any, got: dict[str, Any], truth: dict[str, Any], c
                    name=f"{name} (in the order {keys})")
 
 
-def expect_sequence(expect: Any, rng: Any, spec: Spec, targets: tuple[str, ...], r: int, alpha: float,
+def expect_sequence(expect: Any, rng: Any, spec: TinyLM, targets: tuple[str, ...], r: int, alpha: float,
                     ops: tuple[str, ...]) -> None:
     seed = int(rng.np.integers(1 << 30))
     truth = peft_sequence(spec, targets, r, alpha, seed, ops)
