@@ -38,6 +38,7 @@ from grader import probes
 from grader.compare import assert_close
 
 PHYSICALLY_POSSIBLE = 1.05
+UNIT_SCALE = {"gbps": 1e9, "tflops": 1e12}  # work per second in one unit of each rate
 
 
 def rate_figures(*, work: float, seconds: float, ceiling: float, eager_seconds: float | None,
@@ -47,7 +48,7 @@ def rate_figures(*, work: float, seconds: float, ceiling: float, eager_seconds: 
     second), and the speedup over eager PyTorch (eager time / kernel time) when timed."""
     if seconds <= 0 or ceiling <= 0:
         raise ValueError(f"times and ceilings must be positive (kernel {seconds} s, ceiling {ceiling})")
-    scale = {"gbps": 1e9, "tflops": 1e12}[unit]
+    scale = UNIT_SCALE[unit]
     rate = work / seconds
     figures = {unit: round(rate / scale, 3), "fraction_of_peak": round(rate / ceiling, 4)}
     if eager_seconds is not None:
@@ -87,8 +88,7 @@ def judge(figures: dict[str, float], floor: float, name: str, ceiling_name: str,
 
 
 def _median_seconds(fn: Callable[[], Any], device: str, reps: int) -> float:
-    timing = probes.benchmark(lambda: fn(), [[]], device=device, warmup=3, reps=reps)
-    return float(timing["median_s"])
+    return float(probes.benchmark(fn, [[]], device=device, warmup=3, reps=reps)["median_s"])
 
 
 @functools.cache
@@ -107,20 +107,22 @@ def matmul_peak(device: str = "cuda", n: int = 8192) -> float:
     return 2 * n**3 / _median_seconds(lambda: a @ b, device, reps=20)
 
 
-def _timed(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
-           eager: Callable[..., Any] | None, name: str, device: str, atol: float, rtol: float,
-           reps: int) -> tuple[float, float | None]:
-    timing = probes.benchmark(fn, [list(args) for args in inputs], device=device, reps=reps)
+def _measure(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
+             eager: Callable[..., Any] | None, name: str, device: str, atol: float, rtol: float, reps: int,
+             work: float, unit: str, peak: float, ceiling_name: str, floor: float, provisional: bool) -> None:
+    """Time `fn`, re-check its timed outputs, time `eager`, fill `figures` and judge them."""
+    sets = [list(args) for args in inputs]
+    timing = probes.benchmark(fn, sets, device=device, reps=reps)
     for k, (args, output) in enumerate(zip(inputs, timing["outputs"])):
-        expected = truth(*args)
-        assert_close(output, expected, atol=atol, rtol=rtol, name=f"the output of a timed call of {name} (input set {k})")
-    eager_seconds = None
-    if eager is not None:
-        eager_seconds = float(probes.benchmark(eager, [list(args) for args in inputs], device=device,
-                                               reps=reps)["median_s"])
-    figures["median_us"] = round(float(timing["median_s"]) * 1e6, 2)
-    figures["spread"] = round(statistics.pstdev(timing["times_s"]) / max(float(timing["median_s"]), 1e-12), 3)
-    return float(timing["median_s"]), eager_seconds
+        assert_close(output, truth(*args), atol=atol, rtol=rtol,
+                     name=f"the output of a timed call of {name} (input set {k})")
+    seconds = float(timing["median_s"])
+    eager_seconds = None if eager is None else float(probes.benchmark(eager, sets, device=device, reps=reps)["median_s"])
+    figures["median_us"] = round(seconds * 1e6, 2)
+    figures["spread"] = round(statistics.pstdev(timing["times_s"]) / max(seconds, 1e-12), 3)
+    figures.update(rate_figures(work=work, seconds=seconds, ceiling=peak, eager_seconds=eager_seconds, unit=unit))
+    figures[f"ceiling_{unit}"] = round(peak / UNIT_SCALE[unit], 3)
+    judge(figures, floor, name, ceiling_name, provisional)
 
 
 def memory_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
@@ -136,13 +138,9 @@ def memory_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[A
     speedup_vs_eager, median_us, spread and floor, then fails below `floor` (saying so when the
     floor is `provisional`: not yet calibrated on a GPU) or above 1.05.
     """
-    seconds, eager_seconds = _timed(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device,
-                                    atol=atol, rtol=rtol, reps=reps)
-    peak = ceiling if ceiling is not None else copy_bandwidth(device)
-    figures.update(rate_figures(work=bytes_moved, seconds=seconds, ceiling=peak, eager_seconds=eager_seconds,
-                                unit="gbps"))
-    figures["ceiling_gbps"] = round(peak / 1e9, 3)
-    judge(figures, floor, name, "device-to-device copy bandwidth", provisional)
+    _measure(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device, atol=atol, rtol=rtol,
+             reps=reps, work=bytes_moved, unit="gbps", peak=ceiling if ceiling is not None else copy_bandwidth(device),
+             ceiling_name="device-to-device copy bandwidth", floor=floor, provisional=provisional)
 
 
 def compute_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[Any]], *, truth: Callable[..., Any],
@@ -151,10 +149,6 @@ def compute_bound(figures: dict[str, float], fn: Any, inputs: Sequence[Sequence[
                   ceiling: float | None = None, provisional: bool = False) -> None:
     """Time a compute-bound kernel and judge it against a large bf16 matmul (as `memory_bound`,
     with `flops` the work of one call and tflops in the figures)."""
-    seconds, eager_seconds = _timed(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device,
-                                    atol=atol, rtol=rtol, reps=reps)
-    peak = ceiling if ceiling is not None else matmul_peak(device)
-    figures.update(rate_figures(work=flops, seconds=seconds, ceiling=peak, eager_seconds=eager_seconds,
-                                unit="tflops"))
-    figures["ceiling_tflops"] = round(peak / 1e12, 3)
-    judge(figures, floor, name, "bf16 matmul throughput", provisional)
+    _measure(figures, fn, inputs, truth=truth, eager=eager, name=name, device=device, atol=atol, rtol=rtol,
+             reps=reps, work=flops, unit="tflops", peak=ceiling if ceiling is not None else matmul_peak(device),
+             ceiling_name="bf16 matmul throughput", floor=floor, provisional=provisional)

@@ -51,6 +51,18 @@ def test_benchmark_warms_up_rotates_and_returns_the_timed_outputs():
     assert [o.item() for o in timing["outputs"]] == [2.0, 4.0, 6.0]
 
 
+def test_compute_bound_reports_tflops_against_its_ceiling_and_rechecks_outputs():
+    a, b = torch.randn(32, 32), torch.randn(32, 32)
+    figures: dict[str, float] = {}
+    perf.compute_bound(figures, torch.mm, [[a, b]], truth=torch.mm, eager=torch.mm, flops=2 * 32**3, floor=0.0,
+                       name="mm", device="cpu", reps=3, ceiling=1e12)
+    assert {"tflops", "fraction_of_peak", "speedup_vs_eager", "ceiling_tflops", "floor"} <= set(figures)
+    assert figures["ceiling_tflops"] == 1.0
+    with pytest.raises(AssertionError, match="the output of a timed call of mm"):
+        perf.compute_bound({}, torch.mm, [[a, b]], truth=lambda x, y: x @ y + 1, flops=1.0, floor=0.0, name="mm",
+                           device="cpu", reps=3, ceiling=1e12)
+
+
 def test_copy_bandwidth_is_measured_here():
     assert perf.copy_bandwidth("cpu", 1 << 20) > 1e8  # over 0.1 GB/s on any machine that runs this
 
