@@ -299,12 +299,26 @@ class CheckModule(pytest.Module):
         except Exception as e:  # pytest's own skip is not an Exception: it still skips the module
             sys.modules.pop(name, None)
             info = pytest.ExceptionInfo.from_current()
-            message = f"{type(e).__name__} while importing {self.path}:\n{info.getrepr(style='short')}"
-            if exercise is not None:
-                get_session(self.config).collect_errors[exercise.id] = message[-3000:]
-            raise self.CollectError(message) from e
+            raise self.CollectError(f"{type(e).__name__} while importing {self.path}:\n"
+                                    f"{info.getrepr(style='short')}") from e
         self.config.pluginmanager.consider_module(module)
         return module
+
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """Whatever stops a check module's collection (its import, a bad parametrize) becomes its
+    exercise's error here, where the file is known: pytest's own report names it relative to
+    its rootdir, or not at all for a file outside it."""
+    report = yield
+    path = getattr(collector, "path", None)
+    if report.failed and path is not None and SESSION_KEY in collector.config.stash:
+        grade = get_session(collector.config)
+        exercise = grade.catalog.exercise_for_check(Path(path))
+        if exercise is not None:
+            grade.collect_errors.setdefault(exercise.id, str(report.longrepr)[-3000:])
+    return report
 
 
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:

@@ -90,7 +90,6 @@ class _Injector:
         self.session = session
         self.on_check = on_check
         self.on_exercise_done = on_exercise_done
-        self.collect_errors: dict[str, str] = {}
         self._order: list[tuple[str, str]] = []  # (nodeid, exercise id) in run order
 
     def pytest_configure(self, config: Any) -> None:
@@ -100,12 +99,6 @@ class _Injector:
         # Results carry the judge's own messages; pytest's report of a failure walks the
         # source's syntax tree for every frame (0.07 s a failing check), a native one does not.
         config.option.tbstyle = "native"
-
-    def pytest_collectreport(self, report: Any) -> None:
-        if report.failed:
-            exercise = self.session.catalog.exercise_for_check(Path(str(report.fspath)))
-            key = exercise.id if exercise else str(report.fspath)
-            self.collect_errors[key] = str(report.longrepr)[-3000:]
 
     def pytest_collection_finish(self, session: Any) -> None:
         from grader.pytest_plugin import ITEM_KEY
@@ -183,7 +176,7 @@ def run_exercises(
         exercise = by_id[exercise_id]
         result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []),
                                 hidden_not_run=session.hidden_not_run.get(exercise.id, 0))
-        why = session.collect_errors.get(exercise.id) or injector.collect_errors.get(exercise.id)
+        why = session.collect_errors.get(exercise.id)
         if why:
             result.error = f"the checks of {exercise.id} could not be loaded:\n{why}"
         elif not any(c.is_file() for c in exercise.checks):

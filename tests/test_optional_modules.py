@@ -229,3 +229,9 @@ def test_a_check_module_that_cannot_be_imported_is_an_error_not_a_silent_zero(tm
     exercise = json.loads(proc.stdout)["tracks"][0]["exercises"][0]
     assert exercise["status"] == "error", exercise
     assert "could not be loaded" in exercise["error"] and "no_such_module_for_llm_grader" in exercise["error"]
+    # An error after the import, while pytest collects the module's checks, too.
+    (project / "junitparser" / "check_one.py").write_text(
+        "import pytest\n\n\n@pytest.mark.parametrize('y', [1])\ndef test_one(solution):\n    pass\n")
+    proc = grade_in(project, "junitparser", "--report", "json:-")
+    exercise = json.loads(proc.stdout)["tracks"][0]["exercises"][0]
+    assert exercise["status"] == "error" and "uses no argument 'y'" in exercise["error"], exercise
