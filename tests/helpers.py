@@ -129,3 +129,26 @@ class Terminal:
             os.killpg(self.proc.pid, 9)
             self.proc.wait()
         os.close(self.master)
+
+
+def one_exercise_track(root: Path, track: str, name: str, *, toml: str, reference: str, stub: str, checks: str,
+                       solution: str, order: int = 50) -> Path:
+    """A project in `root` whose own plugin (`plugin_<track>.py`) registers a track of one
+    exercise, laid out like a bundled one under `root/<track>/`, with the solution to grade in
+    `root/solutions/<track>/<name>.py`. Returns `root`."""
+    folder = root / track
+    (folder / "reference").mkdir(parents=True)
+    (folder / "exercises").mkdir()
+    (folder / "track.toml").write_text(f'id = "{track}"\ntitle = "{track}"\norder = {order}\nexercises = ["{name}"]\n')
+    (folder / f"{name}.toml").write_text(toml)
+    (folder / "reference" / f"{name}.py").write_text(reference)
+    (folder / "exercises" / f"{name}.py").write_text(stub)
+    (folder / f"check_{name}.py").write_text(checks)
+    (root / f"plugin_{track}.py").write_text(
+        "from pathlib import Path\n\nfrom grader import hookimpl\nfrom grader.catalog import load_track\n\n\n"
+        "@hookimpl\ndef grade_register_tracks(register, config):\n"
+        f"    register(load_track(Path(__file__).parent / {track!r} / 'track.toml'))\n")
+    (root / "pyproject.toml").write_text(f'[tool.grade]\nsolutions = "solutions"\nplugins = ["plugin_{track}"]\n')
+    (root / "solutions" / track).mkdir(parents=True)
+    (root / "solutions" / track / f"{name}.py").write_text(solution)
+    return root

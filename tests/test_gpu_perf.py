@@ -7,12 +7,11 @@ reason, and left out of the maximum."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, run_grade
+from helpers import ROOT, one_exercise_track, run_grade
 
 from grader import perf, probes
 
@@ -133,27 +132,8 @@ def test_on_a_gpu(solution, rng, figures):
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    track = tmp_path / "track"
-    (track / "reference").mkdir(parents=True)
-    (track / "exercises").mkdir()
-    (track / "track.toml").write_text('id = "speed"\ntitle = "Speed"\norder = 50\nexercises = ["scale"]\n')
-    (track / "scale.toml").write_text('title = "Scale"\nhints = ["a", "b"]\n')
-    (track / "reference" / "scale.py").write_text(SOLUTION)
-    (track / "exercises" / "scale.py").write_text("def scale(x):\n    raise NotImplementedError\n")
-    (track / "check_scale.py").write_text(CHECKS)
-    (tmp_path / "plugin_speed.py").write_text(textwrap.dedent('''
-        from pathlib import Path
-        from grader import hookimpl
-        from grader.catalog import load_track
-
-        @hookimpl
-        def grade_register_tracks(register, config):
-            register(load_track(Path(__file__).parent / "track" / "track.toml"))
-    '''))
-    (tmp_path / "pyproject.toml").write_text('[tool.grade]\nsolutions = "solutions"\nplugins = ["plugin_speed"]\n')
-    (tmp_path / "solutions" / "speed").mkdir(parents=True)
-    (tmp_path / "solutions" / "speed" / "scale.py").write_text(SOLUTION)
-    return tmp_path
+    return one_exercise_track(tmp_path, "speed", "scale", toml='title = "Scale"\nhints = ["a", "b"]\n', reference=SOLUTION,
+                              stub="def scale(x):\n    raise NotImplementedError\n", checks=CHECKS, solution=SOLUTION)
 
 
 def test_perf_checks_through_the_sandbox_report_their_figures_and_verdicts(project: Path):

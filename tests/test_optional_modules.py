@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import run_grade
+from helpers import one_exercise_track, run_grade
 
 KERNEL = '''
 import torch
@@ -73,11 +73,7 @@ def test_kernel(expect, rng):
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    track = tmp_path / "track"
-    (track / "reference").mkdir(parents=True)
-    (track / "exercises").mkdir()
-    (track / "track.toml").write_text('id = "kern"\ntitle = "Kernels"\norder = 50\nexercises = ["row_sum"]\n')
-    (track / "row_sum.toml").write_text(textwrap.dedent('''
+    toml = textwrap.dedent('''
         title = "Row sums, in torch and in Triton"
         hints = ["multiply", "by two"]
         [[mutants]]
@@ -95,25 +91,11 @@ def project(tmp_path: Path) -> Path:
         misconception = "takes the mean, not the sum"
         replace = "    return x.sum(-1)"
         with = "    return x.mean(-1)"
-    '''))
-    (track / "reference" / "row_sum.py").write_text(KERNEL)
-    (track / "exercises" / "row_sum.py").write_text(
-        "def row_sum(x):\n    raise NotImplementedError\n\n\ndef row_sum_triton(x):\n    raise NotImplementedError\n"
-        "\n\ndef extra():\n    raise NotImplementedError\n")
-    (track / "check_row_sum.py").write_text(CHECKS)
-    (tmp_path / "plugin_kern.py").write_text(textwrap.dedent('''
-        from pathlib import Path
-        from grader import hookimpl
-        from grader.catalog import load_track
-
-        @hookimpl
-        def grade_register_tracks(register, config):
-            register(load_track(Path(__file__).parent / "track" / "track.toml"))
-    '''))
-    (tmp_path / "pyproject.toml").write_text('[tool.grade]\nsolutions = "solutions"\nplugins = ["plugin_kern"]\n')
-    (tmp_path / "solutions" / "kern").mkdir(parents=True)
-    (tmp_path / "solutions" / "kern" / "row_sum.py").write_text(KERNEL)
-    return tmp_path
+    ''')
+    stub = ("def row_sum(x):\n    raise NotImplementedError\n\n\ndef row_sum_triton(x):\n    raise NotImplementedError\n"
+            "\n\ndef extra():\n    raise NotImplementedError\n")
+    return one_exercise_track(tmp_path, "kern", "row_sum", toml=toml, reference=KERNEL, stub=stub, checks=CHECKS,
+                              solution=KERNEL)
 
 
 def grade_in(project: Path, *args: str):
@@ -183,30 +165,11 @@ def test_a_known_mistakes_kernel_compiles_from_source_text():
 
 def _library_track(tmp_path: Path, check_source: str) -> Path:
     # A track named like an installed library its checks import (peft's track imports peft).
-    track = tmp_path / "junitparser"
-    (track / "reference").mkdir(parents=True)
-    (track / "exercises").mkdir()
-    # order 0: the first track, whose folder's parent pytest would take as its rootdir and
-    # so name this check module junitparser.check_one
-    (track / "track.toml").write_text('id = "junitparser"\ntitle = "Named like a library"\norder = 0\n'
-                                      'exercises = ["one"]\n')
-    (track / "one.toml").write_text('title = "One"\nhints = ["a", "b"]\n')
-    (track / "reference" / "one.py").write_text("def one():\n    return 1\n")
-    (track / "exercises" / "one.py").write_text("def one():\n    raise NotImplementedError\n")
-    (track / "check_one.py").write_text(check_source)
-    (tmp_path / "plugin_lib.py").write_text(textwrap.dedent('''
-        from pathlib import Path
-        from grader import hookimpl
-        from grader.catalog import load_track
-
-        @hookimpl
-        def grade_register_tracks(register, config):
-            register(load_track(Path(__file__).parent / "junitparser" / "track.toml"))
-    '''))
-    (tmp_path / "pyproject.toml").write_text('[tool.grade]\nsolutions = "solutions"\nplugins = ["plugin_lib"]\n')
-    (tmp_path / "solutions" / "junitparser").mkdir(parents=True)
-    (tmp_path / "solutions" / "junitparser" / "one.py").write_text("def one():\n    return 1\n")
-    return tmp_path
+    # order 0: the first track, whose folder's parent pytest would take as its rootdir and so
+    # name this check module junitparser.check_one
+    return one_exercise_track(tmp_path, "junitparser", "one", toml='title = "One"\nhints = ["a", "b"]\n',
+                              reference="def one():\n    return 1\n", stub="def one():\n    raise NotImplementedError\n",
+                              checks=check_source, solution="def one():\n    return 1\n", order=0)
 
 
 def test_a_track_named_like_a_library_does_not_hide_the_library_from_its_checks(tmp_path: Path):
