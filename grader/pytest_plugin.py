@@ -76,8 +76,8 @@ class GradeSession:
     only: dict[str, frozenset[str] | None] | None = None  # exercise id -> check names
     isolation: str = "sandbox"  # in isolated mode: "sandbox" or "process"
     results: dict[str, list[CheckResult]] = field(default_factory=dict)
-    collect_errors: dict[str, str] = field(default_factory=dict)
-    hidden_not_run: dict[str, int] = field(default_factory=dict)  # exercise id -> hidden checks left out  # exercise id -> why a check module failed to load
+    collect_errors: dict[str, str] = field(default_factory=dict)  # exercise id -> why a check module failed to load
+    hidden_not_run: dict[str, int] = field(default_factory=dict)  # exercise id -> hidden checks left out
     trusted: TrustedCode = field(init=False)
     pool: Any = field(init=False, default=None)
     shared: Path | None = field(init=False, default=None)  # files checks hand to solutions

@@ -149,6 +149,10 @@ class RunResult:
         return sum(e.skipped_points for e in self.exercises)
 
     @property
+    def hidden_not_run(self) -> int:
+        return sum(e.hidden_not_run for e in self.exercises)
+
+    @property
     def percent(self) -> float:
         return 100.0 * self.score / self.max_score if self.max_score else 0.0
 

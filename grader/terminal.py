@@ -251,9 +251,8 @@ class TerminalReport:
                                     if c.outcome == "skipped" and c.message)
             why = f": {'; '.join(reasons)}" if reasons else ""
             self._wrapped(f"{run.skipped_points:g} points were skipped and left out of the maximum{why}.", 0, "dim")
-        hidden = sum(e.hidden_not_run for e in run.exercises)
-        if hidden:
-            self._wrapped(f"{hidden} hidden check(s) were not run: they run only with --hidden, in your "
+        if run.hidden_not_run:
+            self._wrapped(f"{run.hidden_not_run} hidden check(s) were not run: they run only with --hidden, in your "
                           "instructor's grading, and this score does not include them.", 0, "dim")
         below = guide.fail_under is not None and run.percent < guide.fail_under
         self._next_steps(run, guide, below)
@@ -281,13 +280,13 @@ class TerminalReport:
             self._line("No check was graded.", "yellow")
         elif below:
             pass  # every graded check passed, yet the score is below the bar: say only that
-        elif guide.whole_course and not any(e.hidden_not_run for e in run.exercises):
+        elif guide.whole_course and not run.hidden_not_run:
             self._line("Everything passes.", "green")
         elif guide.whole_course:
             self._line("Every public check passes.", "green")
         else:
             graded = sum(c.outcome == "passed" for e in run.exercises for c in e.checks)
-            public = " public" if any(e.hidden_not_run for e in run.exercises) else ""
+            public = " public" if run.hidden_not_run else ""
             self._line(f"All {graded} selected{public} check(s) pass.", "green")
             if guide.next_up is None:
                 self._line("Every exercise of the course passed when last graded.", "green")
