@@ -37,6 +37,9 @@ class Mutant:
     edits: tuple[tuple[str, str], ...]
 
     def apply(self, source: str, where: str = "reference") -> str:
+        if not self.edits:
+            raise GraderError(f"mutant '{self.name}' has no source edits here: this is a released edition of the "
+                              "course, which carries the known mistakes' recorded outputs, not their source.")
         for old, new in self.edits:
             count = source.count(old)
             if count != 1:
@@ -69,6 +72,10 @@ class Exercise:
     timeout: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
     max_frame_mb: int = DEFAULT_MAX_FRAME_MB
+    # A released (student) edition: the file of the trusted code's recorded outputs that its
+    # checks replay (`grader.release`), and how many hidden checks the full course has here.
+    recorded: Path | None = None
+    hidden_checks: int = 0
 
     @property
     def id(self) -> str:
@@ -116,12 +123,14 @@ class Track:
     reference: Path
     exercises: list[Exercise]
     plugin: str = ""
+    recorded: Path | None = None  # a released edition: the folder of recorded outputs
+    recorded_seed: int = 0  # the seed they were recorded with
 
 
-_TRACK_KEYS = {"id", "title", "order", "stubs", "reference", "exercises"}
+_TRACK_KEYS = {"id", "title", "order", "stubs", "reference", "exercises", "recorded", "recorded_seed"}
 _EXERCISE_KEYS = {
     "title", "topics", "requires", "preload", "forbidden", "inplace", "hints", "mutants",
-    "timeout", "memory_mb", "max_frame_mb", "checks",
+    "timeout", "memory_mb", "max_frame_mb", "checks", "hidden_checks",
 }
 _MUTANT_KEYS = {"name", "misconception", "replace", "with", "edits"}
 
@@ -147,6 +156,10 @@ def load_track(track_toml: Path) -> Track:
         reference=reference,
         exercises=[],
     )
+    recorded = expect(data, "recorded", str, where, "")
+    if recorded:
+        track.recorded = (directory / recorded).resolve()
+        track.recorded_seed = expect(data, "recorded_seed", int, where, 0)
     for name in expect_str_list(data, "exercises", where):
         track.exercises.append(_load_exercise(track, name))
     return track
@@ -166,7 +179,9 @@ def _load_exercise(track: Track, name: str) -> Exercise:
         if not isinstance(m, dict):
             raise ConfigError(f"{mwhere}: each mutant must be a table.")
         reject_unknown(m, _MUTANT_KEYS, mwhere)
-        if "edits" in m:
+        if track.recorded is not None and not ({"edits", "replace", "with"} & m.keys()):
+            edits: tuple[tuple[str, str], ...] = ()  # a released edition: recorded outputs, no source
+        elif "edits" in m:
             edits = tuple(
                 (expect(e, "replace", str, mwhere), expect(e, "with", str, mwhere))
                 for e in expect(m, "edits", list, mwhere)
@@ -202,6 +217,8 @@ def _load_exercise(track: Track, name: str) -> Exercise:
         timeout=timeout,
         memory_mb=memory_mb,
         max_frame_mb=max_frame_mb,
+        recorded=track.recorded / f"{name}.pt.xz" if track.recorded is not None else None,
+        hidden_checks=expect(data, "hidden_checks", int, where, 0),
     )
 
 

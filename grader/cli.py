@@ -5,6 +5,7 @@
     grade hint EXERCISE      the next hint for an exercise
     grade watch [TARGET...]  re-grade each exercise as it is saved, then move on
     grade check [TARGET...]  prove the checks: references pass, stubs fail, mistakes are caught
+    grade release OUT        for instructors: the student edition, without solutions or hidden checks
     grade plugins            loaded plugins and the hooks each implements
     grade roster DIR --gradebook DB   for instructors: grade every student's folder into SQLite
     grade gradebook merge|export      for instructors: combine shard gradebooks, write CSV
@@ -158,9 +159,11 @@ def run_command(targets: tuple[str, ...], solutions: Path | None, reports: tuple
     level, note = resolve_isolation(isolation)
     if note:
         click.echo(note, err=True)
+    from grader.release import require_recorded_inputs
     from grader.state import ProgressState
     from grader.terminal import TerminalReport, guide_for, missing_files
 
+    require_recorded_inputs([e for e, _ in selection], hidden, str(seed if seed is not None else config.seed))
     options = RunOptions(
         mode="isolated",
         solutions=solutions_dir,
@@ -271,6 +274,9 @@ def watch_command(targets: tuple[str, ...], solutions: Path | None, timeout: flo
     console = Console(highlight=False)
     if note:
         console.print(note)
+    from grader.release import require_recorded_inputs
+
+    require_recorded_inputs(exercises, False, str(config.seed))
     options = RunOptions(mode="isolated", solutions=solutions_dir, display_root=Path.cwd(), salt=str(config.seed),
                          timeout=timeout if timeout is not None else config.timeout, jobs=1, isolation=level)
     watch(config, catalog, exercises, options, console)
@@ -319,6 +325,10 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
     catalog = plugins.catalog()
     failed = 0
     exercises = [exercise for exercise, _ in catalog.select(list(targets))]
+    released = [e.id for e in exercises if e.recorded is not None]
+    if released:
+        raise ConfigError(f"{released[0]} comes from the student edition of the course, which has no references or "
+                          "known mistakes to prove the checks with; run 'grade check' in the course's source repository.")
     mode = "isolated" if isolated else "direct"
     findings: dict[str, Any] = {"tracks": [], "exercises": []}
     for track in catalog.tracks:
@@ -354,6 +364,57 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
     if failed:
         echo(f"{failed} track(s) or exercise(s) have problems.")
         sys.exit(EXIT_UNSOUND)
+
+
+@cli.command("release")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("targets", nargs=-1)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Record this many exercises at a time, each in its own worker process.")
+@click.option("--no-verify", is_flag=True, help="Skip grading every recorded solution again in the new edition.")
+def release_command(out: Path, targets: tuple[str, ...], jobs: int, no_verify: bool) -> None:
+    """For instructors: write the student edition of the course to OUT.
+
+    OUT gets the stubs, the public checks, hints and docs, and no reference source, known-mistake
+    source or hidden check. The reference's and the known mistakes' answers to the public checks
+    are recorded (the reference, the stub and each mistake graded as the solution) and replayed
+    there, so every public check gives the full course's verdict and message. Then each of those
+    solutions is graded again in OUT and compared (skip with --no-verify). Exits 4 when anything
+    differs or cannot be recorded.
+    """
+    from grader import release
+
+    config, plugins = _context()
+    catalog = plugins.catalog()
+    exercises = [exercise for exercise, _ in catalog.select(list(targets))]
+    if not exercises:
+        raise ConfigError("no exercise is selected: there is nothing to release.")
+    release.validate(exercises, out.resolve())
+    click.echo(f"Recording {len(exercises)} exercise(s) with seed {config.seed}: the reference, the stub and every "
+               "known mistake graded as the solution.")
+
+    def progress(stage: str, outcome: Any) -> None:
+        if stage == "recorded" and not no_verify and not outcome.problems:
+            return
+        mark = click.style("ok", fg="green") if not outcome.problems else click.style("FAIL", fg="red")
+        click.echo(f"{mark}  {outcome.exercise}")
+        for line in outcome.lines():
+            click.echo(f"      {line}")
+        for problem in outcome.problems:
+            click.echo(click.style(f"      problem: {problem}", fg="red"))
+
+    outcomes = release.release(catalog, exercises, out.resolve(), config.seed, jobs, not no_verify, Path.cwd(),
+                               progress)
+    bad = [o for o in outcomes if o.problems]
+    if bad:
+        click.echo(f"{len(bad)} exercise(s) have problems: the edition in {out} does not grade as the full course "
+                   "does. Fix them and release again into a new folder.")
+        sys.exit(EXIT_UNSOUND)
+    size = sum(o.size for o in outcomes) / 2**20
+    proof = "; every recorded solution grades there as in the full course" if not no_verify else ""
+    click.echo(f"Wrote the student edition of {len(outcomes)} exercise(s) to {out} ({size:.1f} MiB of recorded "
+               f"outputs){proof}. It holds no reference, known-mistake source or hidden check.")
+    click.echo(f"Next: publish {out} as the students' repository; grade their work here with 'grade --hidden'.")
 
 
 @cli.command("roster")
@@ -415,6 +476,9 @@ def roster_command(submissions: Path, targets: tuple[str, ...], gradebook_path: 
     console = Console(stderr=True, highlight=False)
     if note:
         console.print(note)
+    from grader.release import require_recorded_inputs
+
+    require_recorded_inputs([e for e, _ in selection], hidden, str(seed if seed is not None else config.seed))
     options = RunOptions(mode="isolated", salt=str(seed if seed is not None else config.seed), hidden=hidden,
                          timeout=timeout if timeout is not None else config.timeout, jobs=jobs, isolation=level,
                          blocked=())

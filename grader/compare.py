@@ -94,6 +94,12 @@ class Mistakes:
     def modules(self) -> dict[str, tuple[str, Any]]:
         return self._modules() if callable(self._modules) else self._modules
 
+    def output(self, module: Any) -> tuple[bool, Any]:
+        """(True, what the known mistake `module` gives for this call), or (False, None) if it
+        raises; plugins call this rather than `call(module)`, which a released course's
+        recorded mistakes do not support."""
+        return _run_mutant(self.call, module)
+
     def outputs(self) -> list[tuple[str, str, Any]]:
         out = []
         for name, (misconception, module) in self.modules().items():
@@ -125,7 +131,47 @@ class Mistakes:
         return True
 
 
+class MutantOutcome:
+    """A known mistake that answers for itself what a call gives (`outcome(call)` -> (ok,
+    value)) instead of being called: a released course's recorded mistakes, and the live ones
+    whose answers `grade release` records (`grader.release`)."""
+
+    def outcome(self, call: Callable[[Any], Any]) -> tuple[bool, Any]:
+        raise NotImplementedError
+
+
 def _run_mutant(call: Callable[[Any], Any], module: Any) -> tuple[bool, Any]:
+    if isinstance(module, MutantOutcome):
+        return module.outcome(call)
+    return run_mutant(call, module)
+
+
+def run_mutant(call: Callable[[Any], Any], module: Any) -> tuple[bool, Any]:
+    """(True, what `call(module)` returns), or (False, None) if it raises.
+
+    The known mistake runs with the global random state (torch's, numpy's, Python's) seeded
+    to a fixed value, and the judge's is put back afterwards: what a mistake that draws from
+    the global state gives depends on the call alone, not on which mistakes ran before it (a
+    released course replays it), and diagnosing a failure never moves the numbers the rest
+    of the check, or a solution graded in this process, draws."""
+    import random
+
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        torch.manual_seed(MUTANT_SEED)
+        np.random.seed(MUTANT_SEED)
+        random.seed(MUTANT_SEED)
+        return _call_mutant(call, module)
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
+
+
+MUTANT_SEED = 20240101
+
+
+def _call_mutant(call: Callable[[Any], Any], module: Any) -> tuple[bool, Any]:
     try:
         with warnings.catch_warnings():  # a mistake's overflow warnings are expected
             warnings.simplefilter("ignore")

@@ -181,18 +181,16 @@ class GradeSession:
     # --- judge side -------------------------------------------------------------------
 
     def reference_for(self, exercise: Exercise) -> Any:
-        return self.trusted.reference(exercise)
+        return self.trusted.reference_for_checks(exercise)
 
     def mutants_for(self, exercise: Exercise) -> dict[str, tuple[str, Any]]:
         """name -> (misconception, module) for each known mistake, as the checks call them:
         a mistake that modifies an argument fails that call (and puts the argument back), so
         diagnosing one never changes the check's own inputs."""
-        from grader.direct import DirectModule
-
         mutants = self.trusted.mutants(exercise)
         cached = self._guarded_mutants.get(exercise.id)
         if cached is None or cached[0] is not mutants:
-            guarded = {name: (misconception, DirectModule(module, exercise.inplace))
+            guarded = {name: (misconception, self.trusted.guard(exercise, name, module))
                        for name, (misconception, module) in mutants.items()}
             cached = self._guarded_mutants[exercise.id] = (mutants, guarded)
         return cached[1]
@@ -389,7 +387,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if state is None:
         return
     state.started = time.perf_counter()
-    handle = get_session(item.config).handle(state.exercise)
+    from grader.rng import derive_seed, seed_globals
+
+    grade = get_session(item.config)
+    seed_globals(derive_seed(check_salt(grade, state), state.exercise.id, state.name, "global state"))
+    handle = grade.handle(state.exercise)
     if handle is not None:
         handle.take_output()  # output printed before this check is not this check's
 
@@ -418,9 +420,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         return
     try:
         signatures = recording.signatures_from(get_session(item.config).reference_for(state.exercise))
-    except Exception:  # no reference here (a released course): parameter names stay unknown
+    except Exception:  # the reference cannot be loaded: parameter names stay unknown
         signatures = None
-    with recording.recording(signatures):
+    with recording.recording(signatures, check=state.name):
         yield
 
 
@@ -473,6 +475,10 @@ def _result(state: _ItemState, call: pytest.CallInfo[None], report: pytest.TestR
         result.traceback = exc.traceback
     elif isinstance(exc, SolutionFailure):
         result.outcome, result.message = exc.outcome, str(exc)
+    elif type(exc).__name__ == "ReleaseGap" and type(exc).__module__ == "grader.release":
+        # A released edition lacks a recorded answer this check needs: it cannot be judged
+        # here, which is not the student's loss (left out of the maximum, like a GPU check).
+        result.outcome, result.message = "skipped", str(exc)
     elif call.when == "setup":
         result.outcome = "error"
         result.message = f"the check could not be set up: {type(exc).__name__}: {exc}"
@@ -532,9 +538,15 @@ def rng(request: pytest.FixtureRequest) -> Any:
     from grader.rng import Rng, derive_seed
 
     state = _state(request)
-    grade = get_session(request.config)
-    salt = grade.salt + (os.environ.get("GRADE_SECRET_SALT", "") if grade.hidden else "")
-    return Rng(derive_seed(salt, state.exercise.id, state.name))
+    return Rng(derive_seed(check_salt(get_session(request.config), state), state.exercise.id, state.name))
+
+
+def check_salt(grade: GradeSession, state: _ItemState) -> str:
+    """The salt of a check's inputs: the run's seed, and for a hidden check the instructor's
+    secret (`GRADE_SECRET_SALT`) too, so its inputs cannot be learnt from any run a student
+    can make. A public check's inputs are the same in a student's run and in the
+    instructor's, so their verdicts agree."""
+    return grade.salt + (os.environ.get("GRADE_SECRET_SALT", "") if state.hidden else "")
 
 
 def _mutants(request: pytest.FixtureRequest) -> Any:

@@ -93,22 +93,17 @@ class Compared:
 
 
 class Recorder:
-    def __init__(self, signature_of: Any = None) -> None:
+    def __init__(self, signature_of: Any = None, check: str | None = None) -> None:
         self.calls: list[Call] = []
         self.compared: list[Compared] = []
         self.signature_of = signature_of  # function name -> what to read its signature from
+        self.check = check  # the check's name (a released course's recorded outputs are kept by it)
 
     def add(self, function: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any,
             signature_of: Any = None) -> None:
-        names: list[str] = []
         if signature_of is None and self.signature_of is not None:
             signature_of = self.signature_of(function)
-        if signature_of is not None:
-            try:
-                params = list(inspect.signature(signature_of).parameters.values())
-                names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            except (TypeError, ValueError):
-                names = []
+        names = (positional_names(signature_of) or []) if signature_of is not None else []
         self.calls.append(Call(function, tuple(args), dict(kwargs), result, names))
         if len(self.calls) > MAX_CALLS:
             del self.calls[0]
@@ -121,15 +116,24 @@ class Recorder:
         return None
 
 
+def positional_names(function: Any) -> list[str] | None:
+    """The names of `function`'s positional parameters; None when its signature can't be read."""
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
 _current: Recorder | None = None
 
 
 @contextmanager
-def recording(signature_of: Any = None) -> Iterator[Recorder]:
-    """Keep the calls made into the solution until the block ends (one check).
+def recording(signature_of: Any = None, check: str | None = None) -> Iterator[Recorder]:
+    """Keep the calls made into the solution until the block ends (one check, named `check`).
     `signature_of(name)` returns what to read a called function's parameter names from."""
     global _current
-    before, _current = _current, Recorder(signature_of)
+    before, _current = _current, Recorder(signature_of, check)
     try:
         yield _current
     finally:

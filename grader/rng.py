@@ -37,3 +37,18 @@ class Rng:
     def child(self, *parts: object) -> Rng:
         """An independent generator for a named sub-case, stable when other cases change."""
         return Rng(derive_seed(self.seed, *parts))
+
+
+def seed_globals(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global random state in this process.
+
+    The judge does it before each check, so that whatever draws from the global state there
+    (a model built with its default initialisation, a known mistake that ignores its
+    generator, a solution graded in direct mode) draws the same numbers whichever checks ran
+    before: a check's verdict and message depend on its own inputs only.
+    """
+    import random
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)

@@ -170,12 +170,15 @@ def run_exercises(
     if warm is not None:
         session.adopt(warm)
     by_id = {e.id: e for e, _ in selection}
+    whole = {e.id: checks is None for e, checks in selection}
     out: dict[str, ExerciseResult] = {}
 
     def finish(exercise_id: str) -> None:
         exercise = by_id[exercise_id]
+        # A released edition's hidden checks are not in it at all: the catalog counts them.
+        released_hidden = exercise.hidden_checks if not options.hidden and whole[exercise_id] else 0
         result = ExerciseResult(exercise.id, exercise.title, session.results.get(exercise.id, []),
-                                hidden_not_run=session.hidden_not_run.get(exercise.id, 0))
+                                hidden_not_run=session.hidden_not_run.get(exercise.id, 0) + released_hidden)
         why = session.collect_errors.get(exercise.id)
         if why:
             result.error = f"the checks of {exercise.id} could not be loaded:\n{why}"

@@ -252,8 +252,8 @@ class TerminalReport:
             why = f": {'; '.join(reasons)}" if reasons else ""
             self._wrapped(f"{run.skipped_points:g} points were skipped and left out of the maximum{why}.", 0, "dim")
         if run.hidden_not_run:
-            self._wrapped(f"{run.hidden_not_run} hidden check(s) were not run: they run only with --hidden, in your "
-                          "instructor's grading, and this score does not include them.", 0, "dim")
+            self._wrapped(f"{run.hidden_not_run} hidden check(s) were not run: they run only in your instructor's "
+                          "grading (the full course, with --hidden), and this score does not include them.", 0, "dim")
         below = guide.fail_under is not None and run.percent < guide.fail_under
         self._next_steps(run, guide, below)
         if below:

@@ -108,7 +108,7 @@ def test_hidden_checks_not_run_are_counted_and_never_reported_as_passed():
     passing = ExerciseResult("foundations.softmax", "Softmax", [check("a", "passed")], hidden_not_run=2)
     text = " ".join(render(run_of(passing), Guide(whole_course=True)).split())
     assert "Everything passes." not in text and "Every public check passes." in text
-    assert "2 hidden check(s) were not run: they run only with --hidden" in text
+    assert "2 hidden check(s) were not run: they run only in your instructor" in text
     one = " ".join(render(run_of(passing), Guide(next_up=("foundations.cross_entropy", "CE"))).split())
     assert "All 1 selected public check(s) pass." in one and "2 hidden check(s) were not run" in one
     assert ExerciseResult.from_dict(passing.to_dict()).hidden_not_run == 2

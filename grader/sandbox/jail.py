@@ -258,6 +258,9 @@ def build_root(plan: dict[str, Any], real_root: bool) -> None:
     mount("tmpfs", root + package, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
     open(os.path.join(root + package, "__init__.py"), "w").close()
     _bind(root, os.path.join(package, "sandbox"))
+    if os.path.realpath(package).startswith("/tmp/") and not any(package.startswith(b.rstrip("/") + "/")
+                                                                  for b in _tmp_binds):
+        _tmp_binds.append(package)  # a checkout in /tmp (not inside a bound folder): kept above the private /tmp
     _pivot(root)
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     if real_root:
