@@ -23,6 +23,8 @@ class BuildWithCurriculum(build_py):
         root = Path(__file__).resolve().parent
         target = Path(self.build_lib) / "grader" / "_curriculum"
         for name in CURRICULUM:
+            if not (root / name).is_dir():  # a students' edition (grade release) has no reference/
+                continue
             shutil.copytree(root / name, target / name, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".grade"))
 

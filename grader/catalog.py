@@ -6,6 +6,11 @@ A track directory holds:
     <name>.toml         one exercise: title, topics, limits, forbidden ops, arguments its
                         functions may modify (inplace), hints, known mistakes (mutants)
     check_<name>.py     its checks (pytest test functions)
+
+A released (student) edition, written by `grade release`, has no references: its track.toml
+names `recorded` (the folder of recorded outputs, `<name>.pt.xz`) and `recorded_seed`, its
+known mistakes carry a name and a sentence without source edits, and each exercise counts the
+hidden checks it leaves out (`hidden_checks`).
 """
 
 from __future__ import annotations

@@ -306,7 +306,11 @@ def init_command(directory: Path) -> None:
                    "the stub's verdicts, each known mistake's catching checks, and the problems.")
 @click.option("--quick", is_flag=True, help="Once a known mistake is named, stop each further one at the first "
                                             "check that catches it: the same proof, shorter lists.")
-def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: str | None, quick: bool) -> None:
+@click.option("--hidden/--public-only", default=True, show_default=True,
+              help="Also run the hidden checks: the reference must pass them, the stub fail them and every known "
+                   "mistake still fail a check. --public-only proves what the students' edition can show.")
+def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: str | None, quick: bool,
+                  hidden: bool) -> None:
     """For instructors: the reference scores full marks, the stub zero, every mistake is caught.
 
     Also: the stub has the reference's public names and signatures, and every file in a
@@ -340,7 +344,7 @@ def check_command(targets: tuple[str, ...], isolated: bool, jobs: int, report: s
                 for problem in problems:
                     echo(click.style(f"      problem: {problem}", fg="red"))
                 failed += 1
-    for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd(), quick)):
+    for exercise, verdict in zip(exercises, check_exercises(catalog, exercises, mode, jobs, Path.cwd(), quick, hidden)):
         mark = click.style("ok", fg="green") if verdict.ok else click.style("FAIL", fg="red")
         echo(f"{mark}  {exercise.id}")
         for line in verdict.lines:

@@ -401,10 +401,10 @@ class RecordingReference:
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._module, name)
         if isinstance(value, type) or not callable(value):
-            if name.startswith("__"):
-                return value
-            raise GraderError(f"a check read the reference's {name!r}, which is not a function: a released course "
-                              "replays calls of the reference's functions only. Call a function instead.")
+            # Classes and constants are handed over as they are (the diagnosis reads a class's
+            # signature): the edition replays function calls only, so a check that uses them
+            # differs there, and the release's comparison says so.
+            return value
         recording = self._recording
 
         @functools.wraps(value)
@@ -477,6 +477,12 @@ class ReplayedReference:
             call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
         return call
+
+
+def is_replayed(reference: Any) -> bool:
+    """Whether the `reference` fixture a check got answers from a recording (a students'
+    edition): what it returns is the reference's, but timing it measures nothing."""
+    return isinstance(reference, ReplayedReference)
 
 
 class ReplayedMistake(MutantOutcome):
@@ -816,6 +822,7 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
     compared with the full course's. `on_exercise(stage, Outcome)` reports progress. The
     recorded solutions are written under `workdir` (kept), else a temporary folder."""
     import contextlib
+    import pickle
     import shutil
     import tempfile
 
@@ -828,13 +835,13 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
         workdir = Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o755)
-        for exercise_id, recorded, error in _map(_record_job, [(e.id, seed, str(workdir)) for e in exercises],
-                                                 jobs, start):
-            outcome = outcomes[exercise_id] = Outcome(exercise_id, recorded)
+        for exercise_id, blob, error in _map(_record_job, [(e.id, seed, str(workdir)) for e in exercises],
+                                             jobs, start):
+            outcome = outcomes[exercise_id] = Outcome(exercise_id, pickle.loads(blob) if blob is not None else None)
             if error:
                 outcome.problems.append(error)
             else:
-                outcome.problems += _record_problems(catalog.exercise(exercise_id), recorded)
+                outcome.problems += _record_problems(catalog.exercise(exercise_id), outcome.recorded)
             if on_exercise:
                 on_exercise("recorded", outcome)
         out.mkdir(parents=True, exist_ok=True)
@@ -847,7 +854,7 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
         for e in good:
             outcomes[e.id].size = (out / "plugins" / e.track / "recorded" / f"{e.name}.pt.xz").stat().st_size
         if verify:
-            jobs_args = [(str(out), e.id, recorded_ok[e.id], str(workdir)) for e in good]
+            jobs_args = [(str(out), e.id, pickle.dumps(recorded_ok[e.id]), str(workdir)) for e in good]
             for exercise_id, problems, error in _map(_verify_job, jobs_args, jobs, start):
                 outcome = outcomes[exercise_id]
                 outcome.problems += problems + ([error] if error else [])
@@ -867,17 +874,27 @@ def validate(exercises: list[Any], out: Path) -> Path:
     return source_checkout()
 
 
-def _record_job(exercise_id: str, seed: int, workdir: str) -> tuple[str, Recorded | None, str]:
+# Between processes a recording travels as plain pickled bytes: multiprocessing's pickler
+# would hand each of its tensors over as a file descriptor of shared memory, thousands of them.
+
+
+def _record_job(exercise_id: str, seed: int, workdir: str) -> tuple[str, bytes | None, str]:
+    import pickle
+
     catalog = _worker_catalog()
     try:
-        return exercise_id, record_exercise(catalog, catalog.exercise(exercise_id), seed, Path(workdir)), ""
+        recorded = record_exercise(catalog, catalog.exercise(exercise_id), seed, Path(workdir))
+        return exercise_id, pickle.dumps(recorded), ""
     except Exception as e:
         return exercise_id, None, f"recording failed: {type(e).__name__}: {e}"
 
 
-def _verify_job(out: str, exercise_id: str, recorded: Recorded, workdir: str) -> tuple[str, list[str], str]:
+def _verify_job(out: str, exercise_id: str, recorded: bytes, workdir: str) -> tuple[str, list[str], str]:
+    import pickle
+
     try:
-        return exercise_id, compare_editions(released_catalog(Path(out)), exercise_id, recorded, Path(workdir)), ""
+        return exercise_id, compare_editions(released_catalog(Path(out)), exercise_id, pickle.loads(recorded),
+                                             Path(workdir)), ""
     except Exception as e:
         return exercise_id, [], f"grading the released edition failed: {type(e).__name__}: {e}"
 

@@ -4,8 +4,10 @@ For every exercise: the reference scores full marks; the untouched stub fails ev
 and counts as not started; every known mistake (mutant) fails at least one check; at
 least one mutant is diagnosed by name in a failure message; the stub exposes the same
 public names, with the same signatures, as the reference; and the exercise meets the
-curriculum's minimums (3 checks, 3 mutants, 2 hints, 1 hidden check). Hidden checks run
-too: the reference must pass them and the stub fail them. For each track: no file in its
+curriculum's minimums (3 checks, 3 mutants, 2 hints, 1 hidden check); and every mutant is
+caught by a public check (the students' edition has no other). With `hidden` (`grade check
+--hidden`, the default here) the hidden checks run too: the reference must pass them, the
+stub fail them, and each mutant still fails a check; without it they are only counted. For each track: no file in its
 folders that the track does not list.
 """
 
@@ -50,9 +52,10 @@ class ExerciseVerdict:
                 "mutants": [{"name": name, **m} for name, m in self.mutants.items()], "problems": self.problems}
 
 
-def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str, maxfail: int = 0) -> ExerciseResult:
+def _grade(catalog: Catalog, exercise: Exercise, solutions: Path | None, mode: str, maxfail: int = 0,
+           hidden: bool = True) -> ExerciseResult:
     isolation = resolve_isolation("auto")[0] if mode == "isolated" else "sandbox"
-    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation, hidden=True,
+    options = RunOptions(mode=mode, solutions=solutions, timeout=None, isolation=isolation, hidden=hidden,
                          maxfail=maxfail)
     return run_exercises(catalog, [(exercise, None)], options)[exercise.id]
 
@@ -171,19 +174,22 @@ def _names(mistake: str) -> list[str]:
     return [n for n in mistake.split(", ") if n]
 
 
-def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", quick: bool = False) -> ExerciseVerdict:
+def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", quick: bool = False,
+                   hidden: bool = True) -> ExerciseVerdict:
     """Prove one exercise. `quick` proves the same rules for less: once some known mistake
     has been named by a failure, each further mistake runs only up to the first check that
-    catches it, so its `caught_by` lists that one check."""
+    catches it, so its `caught_by` lists that one check. Without `hidden` only the public
+    checks run (what the students' edition has); the hidden ones are then counted, not run."""
     verdict = ExerciseVerdict(exercise.id)
     problems = verdict.problems
     problems += api_problems(exercise, catalog.track(exercise.track).stubs / f"{exercise.name}.py")
 
-    ref = _grade(catalog, exercise, None, mode)
+    ref = _grade(catalog, exercise, None, mode, hidden=hidden)
     ran = [c for c in ref.checks if c.outcome != "skipped"]
-    n_hidden = len([c for c in ran if c.hidden])
-    n_checks = len(ran) - n_hidden
-    verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks and {n_hidden} hidden")
+    n_hidden = len([c for c in ran if c.hidden]) if hidden else _count_hidden(exercise)
+    n_checks = len(ran) - (n_hidden if hidden else 0)
+    verdict.lines.append(f"reference: {ref.score:g}/{ref.max_score:g} over {n_checks} checks and {n_hidden} hidden"
+                         + ("" if hidden else " (not run: --hidden runs them)"))
     verdict.reference = {"score": ref.score, "max_score": ref.max_score, "checks": n_checks, "hidden": n_hidden,
                          "failing": [c.name for c in ref.checks if c.outcome not in ("passed", "skipped")]}
     if ref.error:
@@ -198,7 +204,7 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", q
                         " (@pytest.mark.hidden: fresh shapes or an edge case the public checks do not show)")
 
     with tempfile.TemporaryDirectory(prefix="grade-stub-") as tmp:
-        stub = _grade(catalog, exercise, stub_solutions(catalog, exercise, Path(tmp)), mode)
+        stub = _grade(catalog, exercise, stub_solutions(catalog, exercise, Path(tmp)), mode, hidden=hidden)
     verdict.lines.append(f"stub: {stub.score:g}/{stub.max_score:g}, status {stub.status}")
     verdict.stub = {"score": stub.score, "max_score": stub.max_score, "status": stub.status,
                     "passing": [c.name for c in stub.checks if c.outcome == "passed"]}
@@ -219,8 +225,9 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", q
                 problems.append(f"mutant '{m.name}': {e}")
                 verdict.mutants[m.name] = {"caught_by": [], "named": False, "error": str(e)}
                 continue
-            result = _grade(catalog, exercise, solutions, mode, maxfail=1 if quick and diagnosed else 0)
+            result = _grade(catalog, exercise, solutions, mode, maxfail=1 if quick and diagnosed else 0, hidden=hidden)
         caught = [c.name for c in result.checks if c.outcome not in ("passed", "skipped")]
+        caught_publicly = [c.name for c in result.checks if c.outcome not in ("passed", "skipped") and not c.hidden]
         named = [c.name for c in result.checks if m.name in _names(c.mistake)]
         misnamed = {c.name: c.mistake for c in result.checks if c.mistake and m.name not in _names(c.mistake)}
         verdict.mutants[m.name] = {"caught_by": caught, "named": bool(named), "misnamed": misnamed}
@@ -230,6 +237,10 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", q
         if named:
             diagnosed.append(m.name)
         skipped = sorted({c.message for c in result.checks if c.outcome == "skipped"})
+        if caught and not caught_publicly and not (quick and diagnosed):
+            # (quick stops at the first catching check, which may be a hidden one)
+            problems.append(f"mutant '{m.name}' is caught only by hidden checks: the students' edition, which has the "
+                            f"public checks alone, can never show \"{m.misconception}\"")
         if caught:
             verdict.lines.append(f"mutant {m.name}: caught by {', '.join(caught)}" + (" (diagnosed by name)" if named else ""))
         elif skipped:
@@ -246,9 +257,22 @@ def check_exercise(catalog: Catalog, exercise: Exercise, mode: str = "direct", q
     return verdict
 
 
+def _count_hidden(exercise: Exercise) -> int:
+    """How many hidden checks the exercise's check modules define (read, not run)."""
+    from grader.release import strip_hidden
+
+    total = 0
+    for path in exercise.checks:
+        try:
+            total += strip_hidden(Path(path).read_text(), str(path))[1]
+        except (OSError, SyntaxError):
+            continue
+    return total
+
+
 def check_exercises(
     catalog: Catalog, exercises: Sequence[Exercise], mode: str = "direct", jobs: int = 1, start: Path | None = None,
-    quick: bool = False,
+    quick: bool = False, hidden: bool = True,
 ) -> Iterator[ExerciseVerdict]:
     """`check_exercise` for each exercise, verdicts yielded in the given order.
 
@@ -260,14 +284,14 @@ def check_exercises(
     """
     if jobs <= 1 or len(exercises) <= 1:
         for exercise in exercises:
-            yield check_exercise(catalog, exercise, mode, quick)
+            yield check_exercise(catalog, exercise, mode, quick, hidden)
         return
     context = multiprocessing.get_context("spawn")
     start_dir = str((start or Path.cwd()).resolve())
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(exercises)), mp_context=context,
                                initializer=_worker_init, initargs=(start_dir,))
     try:
-        futures = [pool.submit(_worker_check, exercise.id, mode, quick) for exercise in exercises]
+        futures = [pool.submit(_worker_check, exercise.id, mode, quick, hidden) for exercise in exercises]
         for exercise, future in zip(exercises, futures):
             try:
                 verdict = future.result()
@@ -293,6 +317,6 @@ def _worker_init(start: str) -> None:
     _WORKER_CATALOG = GradePlugins(load_config(Path(start))).catalog()
 
 
-def _worker_check(exercise_id: str, mode: str, quick: bool) -> ExerciseVerdict:
+def _worker_check(exercise_id: str, mode: str, quick: bool, hidden: bool = True) -> ExerciseVerdict:
     assert _WORKER_CATALOG is not None
-    return check_exercise(_WORKER_CATALOG, _WORKER_CATALOG.exercise(exercise_id), mode, quick)
+    return check_exercise(_WORKER_CATALOG, _WORKER_CATALOG.exercise(exercise_id), mode, quick, hidden)

@@ -236,6 +236,28 @@ def test_grade_check_rejects_a_stub_missing_a_function_and_an_unlisted_file(proj
     assert "halve differs: the stub has function halve(x), the reference function halve(x, exact=True)" in proc.stdout
 
 
+def test_grade_check_hidden_runs_the_hidden_checks_and_wants_every_mistake_caught_publicly(project: Path):
+    toml = project / "track" / "double.toml"
+    toml.write_text(toml.read_text() + textwrap.dedent('''
+        [[mutants]]
+        name = "ints_lose_sign"
+        misconception = "an int loses its sign"
+        replace = "x * 2"
+        with = "abs(x) * 2 if isinstance(x, int) else x * 2"
+    '''))
+    proc = grade_in(project, "check", "extra", "--hidden", "--report", "json:-")
+    assert proc.returncode == 4, proc.stderr
+    (exercise,) = json.loads(proc.stdout)["exercises"]
+    assert exercise["reference"]["score"] == exercise["reference"]["max_score"] == 7  # the hidden check ran
+    assert {m["name"]: m["caught_by"] for m in exercise["mutants"]}["ints_lose_sign"] == ["hidden_negative"]
+    assert any("'ints_lose_sign' is caught only by hidden checks" in p for p in exercise["problems"]), exercise
+    proc = grade_in(project, "check", "extra", "--public-only", "--report", "json:-")
+    (exercise,) = json.loads(proc.stdout)["exercises"]
+    assert (exercise["reference"]["score"], exercise["reference"]["hidden"]) == (2, 1)  # counted, not run
+    assert "passes every check" in " ".join(exercise["problems"])
+    assert "(not run: --hidden runs them)" in proc.stderr
+
+
 def test_public_api_honours_all_and_ignores_annotations(tmp_path: Path):
     from grader.selfcheck import public_api
 

@@ -125,6 +125,26 @@ def test_a_key_with_two_outputs_is_not_replayed():
     assert release.ReplayedMistake("m", recording).outcome(lambda s: s) == (False, None)  # never recorded
 
 
+def test_the_replayed_reference_answers_recorded_calls_and_names_its_parameters():
+    import inspect
+
+    from grader import recording as calls
+
+    module = types.SimpleNamespace(__name__="ref", scale=lambda x, factor=2: x * factor)
+    record = release.Recording("t.e", signatures=release.signatures(module))
+    live = release.RecordingReference(module, record)
+    with calls.recording(check="c"):
+        assert torch.equal(live.scale(torch.ones(2), factor=3), torch.full((2,), 3.0))
+    replayed = release.ReplayedReference(record, "t.e")
+    with calls.recording(check="c"):
+        assert torch.equal(replayed.scale(torch.ones(2), factor=3), torch.full((2,), 3.0))
+        assert list(inspect.signature(replayed.scale).parameters) == ["x", "factor"]
+        with pytest.raises(release.ReleaseGap, match="not recorded"):
+            replayed.scale(torch.ones(3), factor=3)  # other inputs
+    with calls.recording(check="another check"), pytest.raises(release.ReleaseGap):
+        replayed.scale(torch.ones(2), factor=3)  # keys are scoped by check
+
+
 def test_strip_hidden_classes_and_whole_modules():
     source = textwrap.dedent("""
         import pytest
@@ -279,6 +299,18 @@ def test_student_edition_grades_with_its_own_grade_and_round_trips_to_the_instru
     assert by_id["foundations.softmax"]["score"] == by_id["foundations.softmax"]["max_score"]
     hidden_ci = [c for t in ci["tracks"] for e in t["exercises"] for c in e["checks"] if c["hidden"]]
     assert hidden_ci and not any(c["hidden"] for t in local["tracks"] for e in t["exercises"] for c in e["checks"])
+    # The edition builds into a wheel as the full course does, without references.
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(out)], check=True, capture_output=True, timeout=600)
+    (wheel,) = (tmp_path / "dist").glob("llm_grader-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "grader/_curriculum/plugins/foundations/recorded/softmax.pt.xz" in names
+    assert "grader/_curriculum/exercises/foundations/softmax.py" in names
+    assert not any("/reference/" in n for n in names)
     # What the edition refuses, with a sentence.
     for args, says in ((["--hidden"], "no hidden checks"), (["--seed", "5"], "seed 0"), (["check"], "student edition"),
                        (["release", str(tmp_path / "again")], "released edition")):
