@@ -822,7 +822,6 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
     compared with the full course's. `on_exercise(stage, Outcome)` reports progress. The
     recorded solutions are written under `workdir` (kept), else a temporary folder."""
     import contextlib
-    import pickle
     import shutil
     import tempfile
 
@@ -837,7 +836,7 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
         workdir.chmod(0o755)
         for exercise_id, blob, error in _map(_record_job, [(e.id, seed, str(workdir)) for e in exercises],
                                              jobs, start):
-            outcome = outcomes[exercise_id] = Outcome(exercise_id, pickle.loads(blob) if blob is not None else None)
+            outcome = outcomes[exercise_id] = Outcome(exercise_id, _unpack(blob) if blob is not None else None)
             if error:
                 outcome.problems.append(error)
             else:
@@ -854,7 +853,7 @@ def release(catalog: Any, exercises: list[Any], out: Path, seed: int, jobs: int 
         for e in good:
             outcomes[e.id].size = (out / "plugins" / e.track / "recorded" / f"{e.name}.pt.xz").stat().st_size
         if verify:
-            jobs_args = [(str(out), e.id, pickle.dumps(recorded_ok[e.id]), str(workdir)) for e in good]
+            jobs_args = [(str(out), e.id, _pack(recorded_ok[e.id]), str(workdir)) for e in good]
             for exercise_id, problems, error in _map(_verify_job, jobs_args, jobs, start):
                 outcome = outcomes[exercise_id]
                 outcome.problems += problems + ([error] if error else [])
@@ -874,26 +873,36 @@ def validate(exercises: list[Any], out: Path) -> Path:
     return source_checkout()
 
 
-# Between processes a recording travels as plain pickled bytes: multiprocessing's pickler
-# would hand each of its tensors over as a file descriptor of shared memory, thousands of them.
+# Between processes a recording travels as bytes (torch.save): multiprocessing's pickler would
+# hand each of its tensors over as a file descriptor of shared memory, thousands of them.
+
+
+def _pack(recorded: Recorded) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(recorded, buffer)
+    return buffer.getvalue()
+
+
+def _unpack(blob: bytes) -> Recorded:
+    import torch
+
+    return torch.load(io.BytesIO(blob), weights_only=False)  # from this release's own worker
 
 
 def _record_job(exercise_id: str, seed: int, workdir: str) -> tuple[str, bytes | None, str]:
-    import pickle
-
     catalog = _worker_catalog()
     try:
         recorded = record_exercise(catalog, catalog.exercise(exercise_id), seed, Path(workdir))
-        return exercise_id, pickle.dumps(recorded), ""
+        return exercise_id, _pack(recorded), ""
     except Exception as e:
         return exercise_id, None, f"recording failed: {type(e).__name__}: {e}"
 
 
 def _verify_job(out: str, exercise_id: str, recorded: bytes, workdir: str) -> tuple[str, list[str], str]:
-    import pickle
-
     try:
-        return exercise_id, compare_editions(released_catalog(Path(out)), exercise_id, pickle.loads(recorded),
+        return exercise_id, compare_editions(released_catalog(Path(out)), exercise_id, _unpack(recorded),
                                              Path(workdir)), ""
     except Exception as e:
         return exercise_id, [], f"grading the released edition failed: {type(e).__name__}: {e}"
