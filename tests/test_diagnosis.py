@@ -239,7 +239,8 @@ def test_grade_check_fails_a_mutant_named_as_another(monkeypatch: pytest.MonkeyP
     exercise = catalog.exercise("foundations.softmax")
     first, second = exercise.mutants[0].name, exercise.mutants[1].name
 
-    def fake_grade(catalog: Any, ex: Any, solutions: Any, mode: str, maxfail: int = 0) -> ExerciseResult:
+    def fake_grade(catalog: Any, ex: Any, solutions: Any, mode: str, maxfail: int = 0,
+                   hidden: bool = True) -> ExerciseResult:
         text = str(solutions or "")
         if "grade-mutant-" in text:
             # every mutant is named as the second one: right for the second, wrong for the rest
