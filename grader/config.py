@@ -124,6 +124,6 @@ def bundled_root() -> Path:
     """
     here = Path(__file__).resolve().parent
     checkout = here.parent
-    if (checkout / "plugins" / "foundations" / "track.toml").is_file():
+    if any((checkout / "plugins").glob("*/track.toml")):  # a checkout, or a released edition of any tracks
         return checkout
     return here / "_curriculum"

@@ -580,9 +580,15 @@ def shared_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     solution before each call into it, whatever mode their writer chose. Removed after the
     check.
     """
+    from grader import recording
+
     grade = get_session(request.config)
     if grade.shared is None:  # direct mode: everything is visible anyway
-        yield tmp_path
+        recording.scratch_folders[str(tmp_path)] = "<shared_dir>"
+        try:
+            yield tmp_path
+        finally:
+            recording.scratch_folders.pop(str(tmp_path), None)
         return
     import shutil
     import tempfile
@@ -592,9 +598,11 @@ def shared_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     from grader import remote
 
     remote.share(directory)  # what the check writes there is made readable before each call
+    recording.scratch_folders[str(directory)] = "<shared_dir>"
     try:
         yield directory
     finally:
+        recording.scratch_folders.pop(str(directory), None)
         remote.unshare(directory)
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -127,6 +127,10 @@ def positional_names(function: Any) -> list[str] | None:
 
 _current: Recorder | None = None
 
+# Folders a check hands files through (its `shared_dir`), each with the name a released
+# course's fingerprints give it: the folder differs from run to run, the files' names do not.
+scratch_folders: dict[str, str] = {}
+
 
 @contextmanager
 def recording(signature_of: Any = None, check: str | None = None) -> Iterator[Recorder]:

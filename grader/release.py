@@ -34,7 +34,7 @@ import lzma
 import re
 import sys
 import types
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from grader.compare import MutantOutcome
@@ -76,8 +76,14 @@ class _Walker:
             self.w("deep")
             return
         t = type(obj)
-        if obj is None or t in (bool, int, float, complex, str):
+        if t is str:
+            self.w("str", repr(_scrub(obj)))
+            return
+        if obj is None or t in (bool, int, float, complex):
             self.w(t.__name__, repr(obj))
+            return
+        if isinstance(obj, PurePath):
+            self.w("path", _scrub(str(obj)))
             return
         if t in (bytes, bytearray):
             self.w("bytes", len(obj))
@@ -106,7 +112,7 @@ class _Walker:
             for x in obj:
                 self.feed(x, depth + 1)
         elif isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple
-            self.w("namedtuple", t.__qualname__, len(obj))
+            self.w("namedtuple", _module(t.__module__), t.__qualname__, len(obj))
             for x in obj:
                 self.feed(x, depth + 1)
         elif isinstance(obj, dict) and t.__module__ in ("builtins", "collections"):
@@ -126,7 +132,8 @@ class _Walker:
             self.w("partial")
             self.feed((obj.func, obj.args, obj.keywords), depth + 1)
         elif isinstance(obj, (types.BuiltinFunctionType, types.ModuleType, type)):
-            self.w(t.__name__, getattr(obj, "__module__", None), getattr(obj, "__qualname__", obj.__name__))
+            self.w(t.__name__, _module(getattr(obj, "__module__", None) or ""),
+                   getattr(obj, "__qualname__", obj.__name__))
         elif isinstance(obj, torch.Generator):
             self.w("generator")
             self._tensor(obj.get_state())
@@ -134,12 +141,15 @@ class _Walker:
             self.w("np.generator")
             self.feed(obj.bit_generator.state, depth + 1)
         elif isinstance(obj, torch.nn.Module):
-            self.w("module", t.__module__, t.__qualname__, obj.training)
+            self.w("module", _module(t.__module__), t.__qualname__, obj.training)
             self.feed(dict(obj.state_dict()), depth + 1)
         elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            self.w("dataclass", t.__module__, t.__qualname__)
+            self.w("dataclass", _module(t.__module__), t.__qualname__)
             for f in dataclasses.fields(obj):
                 self.feed(getattr(obj, f.name), depth + 1)
+        elif t.__module__ == "grader.checks" and t.__qualname__ == "OncePerModule":
+            self.w("once per module")  # the program alone: what it keeps is the solution's
+            self.feed(obj.fn, depth + 1)
         elif t.__module__ == "grader.rng" and t.__qualname__ == "Rng":
             self.w("rng", obj.seed)
             self.feed((obj.torch, obj.np), depth + 1)
@@ -149,7 +159,7 @@ class _Walker:
         else:
             # Anything else (the solution's proxies, the checks' own helper objects) by its
             # type only: reading it could be a request into the solution process.
-            self.w("object", t.__module__, t.__qualname__)
+            self.w("object", _module(t.__module__), t.__qualname__)
 
     def _tensor(self, obj: Any) -> None:
         import torch
@@ -219,10 +229,25 @@ def _code_key(fn: types.FunctionType) -> tuple[Any, ...]:
     collect(code)
     params = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
     line = code.co_firstlineno - base if base is not None else code.co_firstlineno
-    # A check module imported a second time from another folder (both editions in one
-    # process) carries a suffix naming the folder (`pytest_plugin.CheckModule`).
-    module = _SUFFIX.sub("", fn.__module__) if fn.__module__.startswith("grade_checks.") else fn.__module__
-    return module, qualname, line, params, tuple(sorted(names)), tuple(sorted(consts))
+    return _module(fn.__module__), qualname, line, params, tuple(sorted(names)), tuple(sorted(consts))
+
+
+def _module(name: str) -> str:
+    """A module's name as both editions know it: a check module imported a second time from
+    another folder (both editions in one process) carries a suffix naming the folder
+    (`pytest_plugin.CheckModule`), left out here."""
+    return _SUFFIX.sub("", name) if name.startswith("grade_checks.") else name
+
+
+def _scrub(text: str) -> str:
+    """A path into the folder a check hands files through (`shared_dir`), with the folder,
+    which differs from run to run, replaced by its name."""
+    from grader.recording import scratch_folders
+
+    for folder, name in scratch_folders.items():
+        if folder in text:
+            text = text.replace(folder, name)
+    return text
 
 
 # --- values as they are stored -------------------------------------------------------------
@@ -694,6 +719,7 @@ def write_edition(catalog: Any, exercises: list[Any], recorded: dict[str, Record
         if (source_root / folder).is_dir():
             shutil.copytree(source_root / folder, out / folder, ignore=shutil.ignore_patterns("__pycache__"))
     chosen = {e.id for e in exercises}
+    perf = source_root / "plugins" / "gpu_perf"
     for track in catalog.tracks:
         mine = [e for e in track.exercises if e.id in chosen]
         if not mine:
@@ -709,6 +735,8 @@ def write_edition(catalog: Any, exercises: list[Any], recorded: dict[str, Record
             hidden = 0
             checks = []
             for check in exercise.checks:
+                if Path(check).parent == perf:
+                    continue  # the edition's gpu_perf plugin adds it, from the edition's plugins/gpu_perf
                 text, removed = strip_hidden(Path(check).read_text(), str(check))
                 hidden += removed
                 if text is not None:
@@ -723,11 +751,14 @@ def write_edition(catalog: Any, exercises: list[Any], recorded: dict[str, Record
             path.parent.mkdir(parents=True, exist_ok=True)
             recorded[exercise.id].recording.save(path)
             written.append(path)
-    perf = source_root / "plugins" / "gpu_perf"
     if perf.is_dir():
         for path in sorted(perf.iterdir()):
-            keep = path.suffix == ".toml" or any(path.name == f"perf_{e.track}_{e.name}.py" for e in exercises)
-            if path.is_file() and keep:
+            if path.is_file() and path.suffix == ".toml":
+                write(out / "plugins" / "gpu_perf" / path.name, path.read_bytes())
+            elif path.is_file() and any(path.name == f"perf_{e.track}_{e.name}.py" for e in exercises):
+                text, removed = strip_hidden(path.read_text(), str(path))
+                if removed:
+                    raise GraderError(f"{path} holds hidden checks: GPU performance checks are public")
                 write(out / "plugins" / "gpu_perf" / path.name, path.read_bytes())
     first = exercises[0]
     title = catalog.track(first.track).title.split(":")[0] if len(catalog.tracks) == 1 else "llm-grader"
@@ -750,9 +781,13 @@ def source_checkout() -> Path:
 
 def released_catalog(out: Path) -> Any:
     """The catalog of the student edition in `out`, as its own `grade` would build it."""
+    from grader.builtin.gpu_perf import perf_checks
     from grader.catalog import Catalog, load_track
 
-    return Catalog([load_track(p) for p in sorted((out / "plugins").glob("*/track.toml"))])
+    catalog = Catalog([load_track(p) for p in sorted((out / "plugins").glob("*/track.toml"))])
+    for exercise in catalog.exercises:
+        catalog.add_checks(exercise, perf_checks(out, exercise))
+    return catalog
 
 
 def compare_editions(released: Any, exercise_id: str, recorded: Recorded, workdir: Path) -> list[str]:
@@ -772,8 +807,11 @@ def compare_editions(released: Any, exercise_id: str, recorded: Recorded, workdi
                             f"{got.error!r}, the full course {want.error!r}")
         for a, b in zip(verdicts(got), verdicts(want)):
             if a != b:
+                unfound = (" (the edition did not find what the known mistake gave this check: its rerun closes over "
+                           "something a release cannot tell apart; see \"Checks a release can replay\" in "
+                           "docs/plugins.md)") if b[-1] and not a[-1] and a[1:3] == b[1:3] else ""
                 problems.append(f"{exercise_id} with the {label} as the solution, check {b[0]}: the released edition "
-                                f"gives {a[1:]}, the full course {b[1:]}")
+                                f"gives {a[1:]}, the full course {b[1:]}{unfound}")
         if len(verdicts(got)) != len(verdicts(want)):
             problems.append(f"{exercise_id} with the {label} as the solution: {len(verdicts(got))} public checks in "
                             f"the released edition, {len(verdicts(want))} in the full course")

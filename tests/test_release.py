@@ -93,6 +93,27 @@ def test_fingerprint_reads_no_unknown_object():
     assert release.fingerprint(f) == release.fingerprint(f)
 
 
+def test_fingerprint_names_the_shared_folder_and_the_check_modules_class_alike(monkeypatch):
+    """What differs between the instructor's run and a student's is left out: the folder a
+    check hands files through, the suffix of a check module imported from the edition, and
+    what a `OncePerModule` kept of the solution's results."""
+    from grader import recording
+    from grader.checks import OncePerModule
+
+    def key(folder: str, module: str, kept: object) -> str:
+        monkeypatch.setattr(recording, "scratch_folders", {folder: "<shared_dir>"})
+        cls = type("Training", (), {"__module__": module})
+        run = OncePerModule(lambda m: m.load_tokens(f"{folder}/tokens.bin"))
+        run._kept[1] = (None, kept)
+        return release.fingerprint(lambda m: run(m), Path(folder) / "a.bin", cls())
+
+    first = key("/tmp/pytest-of-root/pytest-7/test_x0", "grade_checks.t.check_x", "the reference's output")
+    assert key("/tmp/grade-shared-k2/t.e.abc", "grade_checks.t.check_x_0123abcd", "a student's output") == first
+    assert key("/tmp/grade-shared-k2/t.e.abc", "grade_checks.t.check_y", "a student's output") != first
+    monkeypatch.setattr(recording, "scratch_folders", {})
+    assert release.fingerprint("/tmp/a/x.bin") != release.fingerprint("/tmp/b/x.bin")  # elsewhere, paths count
+
+
 def test_values_round_trip_through_a_weights_only_load(tmp_path):
     value = {"t": torch.arange(4.0).requires_grad_(), "a": np.arange(3, dtype=np.int16), "s": np.float32(1.5),
              b"k": (1, 2.5, None, True, "x", 1 + 2j), (1, 2): {3, 4}, "f": frozenset([b"a"]), "z": torch.Size([2]),

@@ -14,5 +14,10 @@ from grader.hookspecs import hookimpl
 
 @hookimpl
 def grade_extra_checks(exercise: Exercise, config: GradeConfig) -> list[Path] | None:
-    module = bundled_root() / "plugins" / "gpu_perf" / f"perf_{exercise.track}_{exercise.name}.py"
-    return [module] if module.is_file() else None
+    return perf_checks(bundled_root(), exercise) or None
+
+
+def perf_checks(root: Path, exercise: Exercise) -> list[Path]:
+    """The GPU performance checks of `exercise` in the curriculum at `root`."""
+    module = root / "plugins" / "gpu_perf" / f"perf_{exercise.track}_{exercise.name}.py"
+    return [module] if module.is_file() else []

@@ -22,7 +22,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from grader import probes
-from grader.checks import TinyLM, one_torch_thread
+from grader.checks import OncePerModule, TinyLM, one_torch_thread
 
 # float32 logits of size ~1 through a few layers with adapters scaled up to 16: an ulp per layer
 # (another order of the same products) grows to ~3e-5; every known mistake is off by far more
@@ -131,13 +131,11 @@ def expect_injection(expect: Any, rng: Any, spec: Spec, targets: tuple[str, ...]
     what = f"apply_lora({spec}, target_modules={list(targets)}, r={r}, alpha={alpha})"
     ids = truth["ids"]
 
-    runs: dict[int, tuple[Any, dict[str, Any]]] = {}
+    # one program per module (the student's, each known mistake's) for all the comparisons
+    runs = OncePerModule(lambda m: injected(m, spec, targets, r, alpha, ids))
 
     def run(m: Any, key: str) -> Any:
-        # one program per module (the student's, each known mistake's) for all the comparisons
-        if id(m) not in runs:
-            runs[id(m)] = (m, injected(m, spec, targets, r, alpha, ids))
-        return runs[id(m)][1][key]
+        return runs(m)[key]
 
     with one_torch_thread(expect.solution):
         got = {key: run(expect.solution, key) for key in ("count", "same", "flags", "logits")}

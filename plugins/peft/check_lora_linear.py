@@ -22,7 +22,7 @@ from peft.tuners.lora import Linear as PeftLinear
 from torch import nn
 
 from grader import probes
-from grader.checks import one_torch_thread
+from grader.checks import OncePerModule, one_torch_thread
 from grader.compare import check
 
 # float32, outputs of size ~1: x @ A.T @ B.T and x @ (B @ A).T differ by a few ulps
@@ -149,13 +149,12 @@ def expect_parity(expect: Any, rng: Any, d_in: int, d_out: int, bias: bool, r: i
     what = (f"{label(d_in, d_out, bias, r, alpha, dropout)} with A, B loaded, in "
             f"{'training' if train else 'eval'} mode, x {tuple(x_shape)}")
 
-    runs: dict[int, tuple[Any, dict[str, Any]]] = {}
+    # one program per module (the student's, each known mistake's) for all the comparisons
+    runs = OncePerModule(lambda m: student_run(m, base_sd, ab, r, alpha, dropout, x, train=train, seed=seed,
+                                               grad_out=g))
 
     def run(m: Any, key: str) -> Any:
-        # one program per module (the student's, each known mistake's) for all the comparisons
-        if id(m) not in runs:
-            runs[id(m)] = (m, student_run(m, base_sd, ab, r, alpha, dropout, x, train=train, seed=seed, grad_out=g))
-        return runs[id(m)][1][key]
+        return runs(m)[key]
 
     got = {key: run(expect.solution, key) for key in runs_keys(grads, base_sd)}
     truth = peft_run(base_sd, ab, r, alpha, dropout, x, train=train, seed=seed, grad_out=g)
@@ -193,12 +192,7 @@ def test_initialisation(expect, rng):
     x = rng.randn(3, d_in)
     what = f"{label(d_in, d_out, True, r, 32.0, 0.0)} as initialised"
 
-    runs: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-    def run_all(m: Any) -> dict[str, Any]:
-        if id(m) not in runs:
-            runs[id(m)] = (m, student_run(m, base_sd, None, r, 32.0, 0.0, x))
-        return runs[id(m)][1]
+    run_all = OncePerModule(lambda m: student_run(m, base_sd, None, r, 32.0, 0.0, x))
 
     def run(m: Any, key: str) -> Any:
         return run_all(m)[key]

@@ -25,7 +25,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from grader import probes
-from grader.checks import TinyLM, one_torch_thread
+from grader.checks import OncePerModule, TinyLM, one_torch_thread
 
 # float32: (B @ A) * s and peft's own product differ by an ulp or two; weights of size ~0.5
 W_TOL = {"atol": 2e-6, "rtol": 1e-5}
@@ -176,13 +176,8 @@ def expect_sequence(expect: Any, rng: Any, spec: TinyLM, targets: tuple[str, ...
     kind = "Conv1D, fan_in_fan_out" if spec.kind == "gpt2" else "nn.Linear"
     what = f"{spec} with LoRALayer(r={r}, alpha={alpha}) on {list(targets)} ({kind})"
 
-    runs: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-    def run(m: Any) -> dict[str, Any]:
-        # one program per module (the student's, each known mistake's) for all the comparisons
-        if id(m) not in runs:
-            runs[id(m)] = (m, student_sequence(m, spec, truth, r, alpha, ops))
-        return runs[id(m)][1]
+    # one program per module (the student's, each known mistake's) for all the comparisons
+    run = OncePerModule(lambda m: student_sequence(m, spec, truth, r, alpha, ops))
 
     with one_torch_thread(expect.solution):
         got = run(expect.solution)
@@ -246,12 +241,7 @@ def expect_delta(expect: Any, rng: Any, conv: bool, d_in: int, d_out: int, r: in
         truth = layer.get_delta_weight("default")
     what = (f"delta_weight(LoRALayer({'Conv1D' if conv else 'nn.Linear'} {d_in} -> {d_out}, r={r}, alpha={alpha}"
             + (", fan_in_fan_out=True: weight stored (in, out)" if conv else "") + "))")
-    runs: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-    def run(m: Any) -> dict[str, Any]:
-        if id(m) not in runs:
-            runs[id(m)] = (m, lone_layer(m, conv, base_sd, ab, r, alpha))
-        return runs[id(m)][1]
+    run = OncePerModule(lambda m: lone_layer(m, conv, base_sd, ab, r, alpha))
 
     got = run(expect.solution)
     expect.compare(got["delta"], truth, lambda m: run(m)["delta"], **W_TOL, name=f"{what} vs peft's get_delta_weight")

@@ -135,7 +135,8 @@ class _Training:
 
     def mistakes(self, part: int) -> Mistakes:
         """What each known mistake returns for the same call: its vocab (0) or merges (1)."""
-        return self.expect.mistakes(lambda m: self.run(m)[part])
+        run = self.run  # not `self`, which holds the solution's output: the rerun is known by what it closes over
+        return self.expect.mistakes(lambda m: run(m)[part])
 
     def merges_equal(
         self, expected: list[tuple[bytes, bytes]], call: str | None = None, truth: str = "expected"
@@ -154,15 +155,16 @@ class _Training:
         fail(f"{call or self.call}: merges differ (the first {i} agree): {detail}", got, self.mistakes(1))
 
     def vocab_equal(self, expected: dict[int, bytes]) -> None:
-        self.expect.compare(self.vocab, expected, lambda m: self.run(m)[0], name=f"{self.call}: vocab")
+        run = self.run
+        self.expect.compare(self.vocab, expected, lambda m: run(m)[0], name=f"{self.call}: vocab")
 
     def matches(self, expected: tuple[dict[int, bytes], list[tuple[bytes, bytes]]]) -> None:
         """Initial vocabulary, then merges, then the whole vocabulary, each diagnosed by mistake."""
-        k = len(self.special_tokens)
+        k, run = len(self.special_tokens), self.run
         self.expect.compare(
             _first_ids(self.vocab, k + 256),
             _initial_vocab(self.special_tokens),
-            lambda m: _first_ids(self.run(m)[0], k + 256),
+            lambda m: _first_ids(run(m)[0], k + 256),
             name=f"{self.call}: the initial vocabulary (specials at ids 0..{k - 1}, byte b at id {k} + b)"
             if k
             else f"{self.call}: the initial vocabulary (byte b at id b)",
@@ -299,7 +301,7 @@ def test_no_room_for_merges(expect):
         expect.compare(
             trained.merges,
             [],
-            lambda m, t=trained: t.run(m)[1],
+            lambda m, run=trained.run: run(m)[1],
             name=f"{trained.call}: merges (vocab_size = len(special_tokens) + 256)",
         )
         trained.vocab_equal(_initial_vocab(specials))
