@@ -101,14 +101,14 @@ def describe(event: tuple[Any, ...]) -> str:
     return f"{'add_sequence' if event[0] == 'add' else 'free'}({event[1]})"
 
 
-def run_events(cache: Any, events: list[tuple[Any, ...]], observe: tuple[str, ...]) -> list[dict[str, Any]]:
+def run_events(cache: Any, events: list[tuple[Any, ...]], observe: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Apply the events ("add", id) / ("reserve", ids, counts) / ("free", id) and observe, after
     each, what `observe` names: "slot_mapping" (what a reserve returned), "block_tables" (with
     seq_lens), "stats". A reserve that raises is recorded as ("raises", its type) whatever
-    `observe` says."""
-    out = []
-    for event in events:
-        row: dict[str, Any] = {"after": describe(event)}
+    `observe` says. Keyed by "after #i <event>", so a failure names the event."""
+    out = {}
+    for i, event in enumerate(events):
+        row: dict[str, Any] = {}
         if event[0] == "add":
             cache.add_sequence(event[1])
         elif event[0] == "free":
@@ -122,7 +122,7 @@ def run_events(cache: Any, events: list[tuple[Any, ...]], observe: tuple[str, ..
             row["seq_lens"] = dict(sorted(dict(cache.seq_lens).items()))
         if "stats" in observe:
             row["stats"] = dict(cache.stats())
-        out.append(row)
+        out[f"after #{i} {describe(event)}"] = row
     return out
 
 
@@ -451,8 +451,9 @@ def expect_serving(expect: Any, rng: Any, spec: TinyLM, num_blocks: int, block_s
         expect(lambda m: serve(m, spec, num_blocks, block_size, steps, tokens), truth=recompute(spec, steps, tokens),
                **LOGIT_TOL,
                    name=f"continuous batching of a {what} (block_size {block_size}, {num_blocks} blocks) through"
-                    f" PagedKVCache and paged_attention, steps: {' | '.join(map(str, steps))}: each step's logits of its"
-                    " new tokens vs the model's forward over each whole sequence so far")
+                    f" PagedKVCache and paged_attention, steps #0 to #{len(steps) - 1}: {' | '.join(map(str, steps))}: item"
+                    " [i] is step #i's logits of its new tokens (batch order), vs the model's forward over each whole"
+                    " sequence so far")
 
 
 PUBLIC_SCHEDULE = [
