@@ -67,6 +67,8 @@ class Plan:
         self.seq_lens: dict[int, int] = {}
 
     def add_sequence(self, seq_id: int) -> None:
+        if seq_id in self.block_tables:
+            raise ValueError("already in the cache")
         self.block_tables[seq_id], self.seq_lens[seq_id] = [], 0
 
     def reserve(self, seq_ids: list[int], num_tokens: list[int]) -> torch.Tensor:
@@ -104,13 +106,13 @@ def describe(event: tuple[Any, ...]) -> str:
 def run_events(cache: Any, events: list[tuple[Any, ...]], observe: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Apply the events ("add", id) / ("reserve", ids, counts) / ("free", id) and observe, after
     each, what `observe` names: "slot_mapping" (what a reserve returned), "block_tables" (with
-    seq_lens), "stats". A reserve that raises is recorded as ("raises", its type) whatever
-    `observe` says. Keyed by "after #i <event>", so a failure names the event."""
+    seq_lens), "stats". What add_sequence gave (None, or ("raises", type)) is always recorded,
+    and so is a reserve that raises. Keyed by "after #i <event>", so a failure names the event."""
     out = {}
     for i, event in enumerate(events):
         row: dict[str, Any] = {}
         if event[0] == "add":
-            cache.add_sequence(event[1])
+            row["add_sequence"] = outcome(lambda e=event: cache.add_sequence(e[1]))
         elif event[0] == "free":
             cache.free(event[1])
         else:
@@ -194,10 +196,12 @@ def test_stats_with_block_sizes_one_and_larger_than_any_sequence(expect):
 def test_out_of_blocks_raises_and_changes_nothing(expect):
     # 4 blocks of 2: sequence 1 takes 3, then a step needing 2 new blocks (one for each
     # sequence) finds 1 free: RuntimeError and nothing changed, nor for 9 tokens (5 blocks of 4);
-    # after free(1) the pool serves again, the last step needing exactly the 3 blocks left
+    # after free(1) the pool serves again, the last step needing exactly the 3 blocks left;
+    # adding 2 again while it holds a block is a ValueError that must not reset it
     events = [("add", 1), ("add", 2), ("reserve", [1], [6]), ("reserve", [2, 1], [1, 1]),
-              ("reserve", [2], [9]), ("free", 1), ("reserve", [2], [2]), ("add", 1), ("reserve", [1, 2], [3, 2])]
-    expect_events(expect, 4, 2, events, ("block_tables", "stats"), "running out of blocks")
+              ("reserve", [2], [9]), ("free", 1), ("reserve", [2], [2]), ("add", 2), ("add", 1),
+              ("reserve", [1, 2], [3, 2])]
+    expect_events(expect, 4, 2, events, ("block_tables", "stats"), "running out of blocks (and adding a sequence twice)")
 
 
 # --- storage: write and gather ---------------------------------------------------------------
