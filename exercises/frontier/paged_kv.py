@@ -152,6 +152,6 @@ def paged_attention(q: torch.Tensor, cache: PagedKVCache, layer: int, seq_ids: l
     Grouped-query attention as Llama: num_heads is a multiple of the cache's
     num_kv_heads, and query head h reads kv head h // (num_heads // num_kv_heads).
     Scores are scaled by 1 / sqrt(head_dim); softmax over the keys, then the weighted sum
-    of the values. Returns (sum(num_tokens), num_heads, head_dim), packed like q, float32.
+    of the values. Returns (sum(num_tokens), num_heads, head_dim), packed like q, in q's dtype.
     """
     raise NotImplementedError
