@@ -83,9 +83,10 @@ def test_linear_matches_transformers(expect):
 
 @pytest.mark.points(2)
 def test_dynamic_ntk_matches_transformers(expect):
-    """seq_len below, at and above the trained context (max_position_embeddings = 512)."""
+    """seq_len below, at and above the trained context (max_position_embeddings = 512), and
+    seq_len = 1, where the scale applied by mistake would be negative."""
     for head_dim, base, factor, seq_len in (
-        (64, 10000.0, 2.0, 100), (64, 10000.0, 2.0, 512), (64, 10000.0, 2.0, 513),
+        (64, 10000.0, 2.0, 400), (64, 10000.0, 2.0, 512), (64, 10000.0, 2.0, 513),
         (24, 10000.0, 2.5, 1500), (32, 500000.0, 4.0, 3000), (24, 10000.0, 2.5, 1),
     ):
         expect(lambda s, d=head_dim, b=base, f=factor, n=seq_len: s.dynamic_ntk_inv_freq(d, b, f, 512, n),
@@ -100,7 +101,7 @@ def test_dynamic_ntk_properties(expect):
     unchanged and the slowest is divided by exactly the scale factor * seq_len / max - (factor - 1)."""
     head_dim, base, factor, max_pos = 40, 10000.0, 3.0, 256
     trained = default_inv_freq(head_dim, base)
-    for seq_len in (1, 200, 256):
+    for seq_len in (200, 256, 1):
         expect(lambda s, n=seq_len: s.dynamic_ntk_inv_freq(head_dim, base, factor, max_pos, n), truth=trained,
                **FREQ_TOL, name=f"dynamic_ntk_inv_freq(40, 10000, factor=3, max_position_embeddings=256, "
                                 f"seq_len={seq_len}) (at most the trained context: the unscaled frequencies)")
