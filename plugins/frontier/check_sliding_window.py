@@ -16,6 +16,7 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM
 
 from grader.checks import random_state_dict
+from grader.rng import Rng
 
 # Attention is float32 against a float64 truth: q.k sums of d <= 16 products of N(0, 1)
 # values and a softmax, so the float32 rounding stays below 1e-5.
@@ -97,8 +98,6 @@ def test_attention_large_scores_stay_finite(expect, rng):
 def mistral_pair(seed: int, window: int) -> tuple[MistralForCausalLM, MistralForCausalLM]:
     """Two tiny Mistral models with the same random weights: one with `sliding_window=window`,
     one with the window off (plain causal unless given an explicit 4-d mask)."""
-    from grader.rng import Rng
-
     def build(sw):
         config = MistralConfig(
             vocab_size=37, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
