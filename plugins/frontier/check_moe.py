@@ -156,6 +156,26 @@ def test_sparse_moe_matches_mixtral_block(expect, rng):
     _block_parity(expect, rng, (20, 36, 5, 1), (2, 3))
 
 
+def test_experts_see_only_their_tokens(expect, rng):
+    """Expert 3's down projection is 1e38, so its output overflows to inf on any token; the
+    router never picks it (a constant feature x[..., 0] = 1 gives it a logit 100 below the
+    others, so its probability, about 1e-44, is never in the top 2). Mixtral's block never
+    runs it, and neither does a sparse dispatch; running every expert on every token and
+    multiplying by a zero (or 1e-44) weight gives inf or NaN."""
+    h, f, e, k = 20, 36, 4, 2
+    w = _moe_weights(rng, h, f, e)
+    w["gate.weight"][3] = 0.0
+    w["gate.weight"][3, 0] = -100.0
+    w["gate.weight"][:3, 0] = 0.0
+    w["experts.down_proj"][3] = 1e38
+    x = rng.randn(2, 6, h)
+    x[..., 0] = 1.0
+    expect.hf_parity(lambda m: _moe(m, (h, f, e, k), w, x)[0], MixtralSparseMoeBlock(_config(h, f, e, k)), w, x,
+                     **BLOCK_TOL,
+                     name=f"SparseMoE{(h, f, e, k)}(x of shape {tuple(x.shape)}) whose expert 3 overflows to inf but"
+                          " is routed no token: out (an expert must run only on the tokens routed to it)")
+
+
 @pytest.mark.hidden
 def test_hidden_fresh_sizes(expect, rng):
     """Odd sizes the public checks do not use, drawn afresh: a block with 3 to 9 experts and
