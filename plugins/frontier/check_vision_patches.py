@@ -34,7 +34,7 @@ def _fan_in_scale(name: str, shape: tuple[int, ...]) -> float | None:
         return None
     if len(shape) == 1:
         return 0.1
-    return math.prod(shape[1:]) ** -0.5 if name.endswith(("weight",)) else 1.0
+    return math.prod(shape[1:]) ** -0.5 if name.endswith("weight") else 1.0
 
 
 # ---------------------------------------------------------------- ViT embeddings
