@@ -150,9 +150,9 @@ def test_triton_forward(expect, rng):
     for batch, n_q, n_k, d, causal in (((1, 2), 1, 1, 16, False), ((1, 2), 37, 37, 24, False),
                                        ((2, 1), 45, 45, 16, True), ((1, 2), 20, 50, 32, False)):
         q, k, v = qkv(rng.child(n_q, n_k, causal), batch, n_q, n_k, d)
-        expect_forward(expect, "flash_attention_triton", q, k, v, causal, **SMALL_TILES)
+        expect_forward(expect, "flash_attention_forward_triton", q, k, v, causal, **SMALL_TILES)
     q, k, v = qkv(rng, (1, 2), 40, 40, 16, dtype=torch.float16)
-    expect_forward(expect, "flash_attention_triton", q, k, v, True, tol=HALF_TOL, **SMALL_TILES)
+    expect_forward(expect, "flash_attention_forward_triton", q, k, v, True, tol=HALF_TOL, **SMALL_TILES)
 
 
 @pytest.mark.hidden
@@ -180,4 +180,4 @@ def test_hidden_triton_fresh_shapes(expect, rng):
     d = int(rng.randint(9, 40, ()))
     for causal in (False, True):
         q, k, v = qkv(rng.child(causal), (2, 1), n, n, d, scale=2.0)
-        expect_forward(expect, "flash_attention_triton", q, k, v, causal, **SMALL_TILES)
+        expect_forward(expect, "flash_attention_forward_triton", q, k, v, causal, **SMALL_TILES)

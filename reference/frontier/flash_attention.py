@@ -135,7 +135,7 @@ if triton is not None:
         tl.store(lse_ptr + bh * n_q + offs_q, m + tl.log(row_sum), mask=q_ok)
 
 
-def flash_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+def flash_attention_forward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
                            block_q: int = 64, block_k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     _check(q, k, causal)
     *batch, n_q, d = q.shape
