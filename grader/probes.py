@@ -13,6 +13,7 @@ say what each returns.
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
     probes.seeded_runs(solution.xavier_uniform_, [w], {"gain": 2.0}, "generator", [7, 7, 8])
     probes.benchmark(solution.softmax_triton, [[x1], [x2]], device="cuda")
+    probes.largest_allocation(solution.attention, [q, k, v])
 """
 
 from __future__ import annotations
@@ -45,5 +46,6 @@ with_parameters = _dispatcher(_bodies.with_parameters)
 checkpoint_run = _dispatcher(_bodies.checkpoint_run)
 seeded_runs = _dispatcher(_bodies.seeded_runs)
 benchmark = _dispatcher(_bodies.benchmark)
+largest_allocation = _dispatcher(_bodies.largest_allocation)
 
 __all__ = sorted(_bodies.PROBES)

@@ -130,3 +130,21 @@ def test_run_program_imports_a_module_into_a_register():
     program = [["import", "torch"], ["method", 0, "zeros", [["val", 3]]], ["getattr", 0, "__name__"]]
     zeros, name = probes.run_program(SimpleNamespace(), program, [1, 2])
     assert name == "torch" and torch.equal(zeros, torch.zeros(3))
+
+
+def test_largest_allocation_sees_every_tensor_an_op_creates_but_not_views():
+    x = torch.randn(8, 4)
+
+    def outer(x: torch.Tensor) -> torch.Tensor:
+        full = x @ x.t()  # (8, 8): 64 elements
+        return full.sum(-1)
+
+    def tiled(x: torch.Tensor) -> torch.Tensor:
+        view = x.t().expand(2, 4, 8)  # a view of 64 elements allocates nothing
+        return torch.stack([(x[i : i + 2] @ x.t()).sum(-1) for i in range(0, 8, 2)]).flatten() + view.sum() * 0
+
+    seen = probes.largest_allocation(outer, [x])
+    assert (seen["numel"], seen["op"], seen["shape"]) == (64, "mm", [8, 8])
+    assert torch.allclose(seen["result"], (x @ x.t()).sum(-1))
+    assert probes.largest_allocation(tiled, [x])["numel"] < 64
+    assert probes.largest_allocation(lambda x: x.add_(1), [x.clone()])["numel"] == 0

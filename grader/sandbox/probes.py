@@ -11,6 +11,7 @@ such exemption, whether it calls a probe or is called by one.
     probes.optimizer_trajectory(solution.AdamW, params, grads, {"lr": 1e-3})
     probes.checkpoint_run(solution, spec, total_steps=10, save_at=[5])
     probes.seeded_runs(solution.xavier_uniform_, [w], {}, "generator", [7, 7, 8])
+    probes.largest_allocation(solution.attention, [q, k, v])
 """
 
 from __future__ import annotations
@@ -473,3 +474,35 @@ def benchmark(fn: Any, inputs: list[list[Any]], device: str = "cuda", warmup: in
     if cuda:
         times = [start.elapsed_time(end) / 1e3 for start, end in events]
     return {"times_s": times, "median_s": statistics.median(times), "outputs": to(outputs, "cpu")}
+
+
+@probe
+def largest_allocation(fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call `fn(*args, **kwargs)` and watch every tensor that a torch op creates during the call.
+
+    Every op's outputs are seen (a `TorchDispatchMode`); views and in-place results (outputs
+    sharing storage with one of the op's inputs) allocate nothing and are left out. Returns
+    "result" (what the call returned), "numel" (the most elements of one tensor created), and
+    "op" and "shape" (the op that created it and its shape; "" and [] when none was created).
+    Memory checks compare "numel" with a bound: "never allocate a tensor as large as X".
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    largest: dict[str, Any] = {"numel": 0, "op": "", "shape": []}
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, op_args: Any = (), op_kwargs: Any = None) -> Any:
+            out = func(*op_args, **(op_kwargs or {}))
+            inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((op_args, op_kwargs))[0]
+                      if isinstance(t, torch.Tensor)}
+            for t in tree_flatten(out)[0]:
+                if (isinstance(t, torch.Tensor) and t.numel() > largest["numel"]
+                        and t.untyped_storage().data_ptr() not in inputs):
+                    largest.update(numel=t.numel(), op=str(func.overloadpacket.__name__), shape=list(t.shape))
+            return out
+
+    with Watch():
+        result = fn(*args, **(kwargs or {}))
+    return {"result": result, **largest}
