@@ -37,6 +37,7 @@ import types
 from pathlib import Path, PurePath
 from typing import Any
 
+from grader import recording
 from grader.compare import MutantOutcome
 from grader.errors import GraderError
 
@@ -242,9 +243,7 @@ def _module(name: str) -> str:
 def _scrub(text: str) -> str:
     """A path into the folder a check hands files through (`shared_dir`), with the folder,
     which differs from run to run, replaced by its name."""
-    from grader.recording import scratch_folders
-
-    for folder, name in scratch_folders.items():
+    for folder, name in recording.scratch_folders.items():
         if folder in text:
             text = text.replace(folder, name)
     return text
@@ -407,8 +406,6 @@ class Recording:
 
 
 def _check() -> str:
-    from grader import recording
-
     current = recording.current()
     return (current.check if current is not None else None) or ""
 
@@ -529,8 +526,6 @@ def signatures(module: Any) -> dict[str, list[str]]:
     """Each public callable of a reference module with the positional parameter names the
     diagnosis reads (`grader.recording`), so that a released course names arguments as the
     full course does."""
-    from grader import recording
-
     find = recording.signatures_from(module)
     out = {}
     for name in dir(module):
