@@ -34,6 +34,7 @@ import torch
 
 from grader import probes
 from grader.compare import Mistakes, assert_close, assert_equal, check, fail
+from grader.sandbox.protocol import ZERO_TAIL
 
 FALSE_FAILURE = 1e-6
 """The default chance that a statistical check fails a correct solution."""
@@ -293,6 +294,20 @@ class OncePerModule:
         if id(module) not in self._kept:
             self._kept[id(module)] = (module, self.fn(module))  # the module too: its id stays its own
         return self._kept[id(module)][1]
+
+
+def zero_tail(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of `t` whose memory is followed by `ZERO_TAIL` zero bytes, as is
+    every tensor the solution process receives over the wire.
+
+    For inputs to kernels: one that reads just past the end of its input (a mask off by one,
+    a known mistake run in the judge's process) then reads zeros in the judge and in the
+    solution process alike, on every run, so the student's output can be told to equal the
+    mistake's, and a release can record it."""
+    n = t.numel()
+    memory = torch.zeros(n + -(-ZERO_TAIL // t.element_size()), dtype=t.dtype)
+    memory[:n] = t.detach().reshape(-1)
+    return memory[:n].view(t.shape)
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import socket
 
 import numpy as np
@@ -39,6 +40,26 @@ def test_data_roundtrips_exactly():
     assert out["nums"][5:] == (True, None, "s", b"raw")
     assert out["nested"] == [[{"k": slice(1, None)}]]
     assert out["dtype"] is torch.int8 and out[5] == complex(1, 2)
+
+
+def _bytes_after(data_ptr: int, nbytes: int) -> bytes:
+    return ctypes.string_at(data_ptr + nbytes, wire.ZERO_TAIL)
+
+
+@pytest.mark.parametrize("received", [False, True], ids=["bytes", "from a socket"])
+def test_what_arrives_is_followed_by_zeros(received):
+    """A kernel reading just past the end of what it was sent (a mask off by one) reads
+    zeros on every run: the same as a check's `zero_tail` inputs give a known mistake."""
+    value = [torch.randn(5, 37), torch.tensor([True, False, True]), torch.randn(3, 3).to(torch.float16),
+             np.arange(7, dtype=np.int32)]
+    header, buffers = wire.encode(value, None)
+    if received:
+        buffers = [bytearray(b) for b in buffers]
+    out = wire.decode(header, buffers, None)
+    for t, sent in zip(out[:3], value[:3]):
+        assert torch.equal(t, sent)
+        assert _bytes_after(t.data_ptr(), t.numel() * t.element_size()) == bytes(wire.ZERO_TAIL)
+    assert np.array_equal(out[3], value[3]) and _bytes_after(out[3].ctypes.data, out[3].nbytes) == bytes(wire.ZERO_TAIL)
 
 
 def test_subclasses_arrive_as_plain_tensors():

@@ -9,7 +9,8 @@ A frame is a JSON header plus raw byte buffers:
     u32 header length | u32 buffer count | header (UTF-8 JSON) | (u64 length | bytes)*
 
 Values are encoded as tagged JSON. Tensors and arrays travel as dtype, shape and raw bytes
-and are rebuilt as plain `torch.Tensor` / `numpy.ndarray`, never subclasses. Nothing is
+and are rebuilt as plain `torch.Tensor` / `numpy.ndarray`, never subclasses, in memory
+followed by ZERO_TAIL zero bytes (so a read just past the end is defined). Nothing is
 ever unpickled: a value that is not data stays where it was made and the other side gets
 a reference (`{"$ref": id}`). Decoding checks every limit (sizes, nesting, dtypes), since
 the solution side is untrusted.
@@ -31,6 +32,11 @@ MAX_HEADER = 64 << 20
 MAX_BUFFERS = 1 << 16
 DEFAULT_MAX_FRAME = 256 << 20  # bytes of buffers in one frame; per exercise: max_frame_mb
 MAX_DEPTH = 64
+ZERO_TAIL = 64
+"""Bytes of zeros that follow, in memory, every tensor and array a side receives. A kernel
+that reads a few elements past the end (a mask off by one) then reads zeros, on every run,
+instead of whatever the allocator left there; a check that builds its inputs with
+`grader.checks.zero_tail` gives a known mistake the same zeros in the judge."""
 
 
 class WireError(Exception):
@@ -181,6 +187,16 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
             raise WireError(f"bad buffer index {i!r}")
         return buffers[i]
 
+    def tailed(raw: bytes) -> bytearray:
+        """`raw` followed by ZERO_TAIL zeros; a received buffer grows in place (no copy for a
+        large one: realloc moves pages), and a frame names each buffer once."""
+        if isinstance(raw, bytearray):
+            raw.extend(_ZEROS)
+            return raw
+        out = bytearray(len(raw) + ZERO_TAIL)
+        out[: len(raw)] = raw
+        return out
+
     def shape_of(s: Any) -> tuple[int, ...]:
         if type(s) is not list or len(s) > 32 or not all(type(n) is int and n >= 0 for n in s):
             raise WireError(f"bad shape {s!r}")
@@ -219,11 +235,11 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
                 raise WireError("tensor byte count does not match its shape and dtype")
             if not raw:
                 return torch.empty(shape, dtype=dtype)
-            if dtype == torch.bool:  # any byte but 0 or 1 would be an invalid bool
-                return torch.frombuffer(raw, dtype=torch.uint8).ne(0).reshape(shape)
-            if isinstance(raw, bytearray):  # received: the tensor keeps this memory, no copy
-                return torch.frombuffer(raw, dtype=dtype).reshape(shape)
-            return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(shape)
+            if dtype == torch.bool:  # any byte but 0 or 1 would be an invalid bool: compare
+                flags = torch.frombuffer(tailed(bytearray(len(raw))), dtype=torch.bool, count=len(raw))
+                raw = raw if isinstance(raw, bytearray) else bytearray(raw)
+                return torch.ne(torch.frombuffer(raw, dtype=torch.uint8), 0, out=flags).reshape(shape)
+            return torch.frombuffer(tailed(raw), dtype=dtype, count=math.prod(shape)).reshape(shape)
         if tag == "$ndarray":
             try:
                 dtype = np.dtype(v.get("dtype"))
@@ -235,7 +251,7 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
             raw = buf(v[tag])
             if len(raw) != math.prod(shape) * dtype.itemsize:
                 raise WireError("array byte count does not match its shape and dtype")
-            a = np.frombuffer(raw if isinstance(raw, bytearray) else bytearray(raw), dtype=dtype).reshape(shape)
+            a = np.frombuffer(tailed(raw), dtype=dtype, count=math.prod(shape)).reshape(shape)
             return a[()] if v.get("scalar") else a
         if tag == "$float":
             if v[tag] not in ("nan", "inf", "-inf"):
@@ -346,15 +362,19 @@ def _wait(sock: socket.socket, deadline: Deadline, write: bool = False) -> None:
 
 def _recv_exact(sock: socket.socket, n: int, deadline: Deadline) -> bytearray:
     out = bytearray(n)
-    view = memoryview(out)
-    got = 0
-    while got < n:
-        _wait(sock, deadline)
-        try:
-            k = sock.recv_into(view[got:], min(n - got, 1 << 24))
-        except ConnectionResetError:
-            k = 0
-        if not k:
-            raise PeerClosed()
-        got += k
+    with memoryview(out) as view:  # released on return: the decoder may grow `out`
+        got = 0
+        while got < n:
+            _wait(sock, deadline)
+            try:
+                k = sock.recv_into(view[got:], min(n - got, 1 << 24))
+            except ConnectionResetError:
+                k = 0
+            if not k:
+                raise PeerClosed()
+            got += k
     return out
+
+
+_ZEROS = bytes(ZERO_TAIL)
+

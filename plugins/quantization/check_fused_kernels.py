@@ -17,10 +17,15 @@ import pytest
 import torch
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
+from grader.checks import zero_tail
+
 # Every tensor a kernel writes here has a byte size that is not 8 modulo 16. A kernel whose
 # mask is off by one (a known mistake, run in the judge's own process) writes one element past
 # the end of its output; glibc rounds an allocation of b bytes up to leave b % 16 == 8 with no
-# room after it, and the stray element would overwrite the next chunk's header.
+# room after it, and the stray element would overwrite the next chunk's header. It also reads
+# one element past the end of x (and of weight) for the last row: every kernel input here is
+# built by zero_tail, so that element is 0 in the judge, as in the solution process (the wire
+# puts zeros after what it delivers), and the mistake gives the same output on every run.
 # float32: a sum of n exps or squares in another order differs by a few ulps. float16 and
 # bfloat16: the float32 result is rounded once to the dtype (half an ulp, at most one ulp
 # apart from the truth's own rounding), so the tolerance is one ulp of the dtype.
@@ -49,7 +54,7 @@ def cases(rng, dtypes):
     """(what, x) for shapes with row lengths that are not powers of two, and a row of length 1."""
     for dtype in dtypes:
         for shape in ((5, 37), (3, 1), (2, 3, 20), (1, 131)):
-            yield f"x {dtype} of shape {shape}", rng.randn(*shape, scale=2.0).to(dtype)
+            yield f"x {dtype} of shape {shape}", zero_tail(rng.randn(*shape, scale=2.0).to(dtype))
 
 
 @pytest.mark.points(2)
@@ -102,7 +107,7 @@ def test_softmax_triton(expect, rng):
     for what, x in cases(rng, (torch.float32, torch.float16)):
         expect(lambda s, x=x: s.softmax_triton(x), truth=softmax_truth(x), **TOL[x.dtype],
                name=f"softmax_triton({what}): one program per row, BLOCK the next power of two")
-    big = rng.randn(4, 24) * 50 + 1000.0
+    big = zero_tail(rng.randn(4, 24) * 50 + 1000.0)
     expect(lambda s: s.softmax_triton(big), truth=softmax_truth(big), **TOL[torch.float32],
            name="softmax_triton(rows of values near 1000): subtract the row's max before exp")
 
@@ -111,7 +116,7 @@ def test_softmax_triton(expect, rng):
 @pytest.mark.points(2)
 def test_rmsnorm_triton(expect, rng):
     for what, x in cases(rng, (torch.float32, torch.float16)):
-        weight = (1 + 0.1 * rng.randn(x.shape[-1])).to(x.dtype)
+        weight = zero_tail((1 + 0.1 * rng.randn(x.shape[-1])).to(x.dtype))
         expect(lambda s, x=x, w=weight: s.rmsnorm_triton(x, w, 1e-6), truth=rmsnorm_truth(x, weight, 1e-6),
                **TOL[x.dtype], name=f"rmsnorm_triton({what}, weight, eps=1e-6): the mean over n, not over BLOCK")
 
@@ -148,14 +153,15 @@ def test_hidden_triton_fresh_shapes(expect, rng):
     n = int(rng.randint(201, 600, ()))
     n += 1 - n % 2  # odd: never a power of two
     for shape in ((17, n), (2, 2, 3, 45)):
-        x = rng.randn(*shape, scale=4.0)
-        weight = 1 + 0.2 * rng.randn(shape[-1])
+        x = zero_tail(rng.randn(*shape, scale=4.0))
+        weight = zero_tail(1 + 0.2 * rng.randn(shape[-1]))
         expect(lambda s, x=x: s.softmax_triton(x), truth=softmax_truth(x), **TOL[torch.float32],
                name=f"softmax_triton(x of shape {shape})")
         expect(lambda s, x=x, w=weight: s.rmsnorm_triton(x, w, 1e-5), truth=rmsnorm_truth(x, weight, 1e-5),
                **TOL[torch.float32], name=f"rmsnorm_triton(x of shape {shape}, eps=1e-5)")
     x = rng.randn(3, 7, scale=3.0) + 1e3
     x[1, ::2] = float("-inf")
+    x = zero_tail(x)
     expect(lambda s: s.softmax_triton(x), truth=softmax_truth(x), **TOL[torch.float32],
            name="softmax_triton(rows of values near 1000, one with -inf entries)")
     xt = rng.randn(29, 5, scale=2.0).to(torch.float16).t()
