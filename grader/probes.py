@@ -14,6 +14,7 @@ say what each returns.
     probes.seeded_runs(solution.xavier_uniform_, [w], {"gain": 2.0}, "generator", [7, 7, 8])
     probes.benchmark(solution.softmax_triton, [[x1], [x2]], device="cuda")
     probes.largest_allocation(solution.attention, [q, k, v])
+    probes.matmul_flops(moe_block, [x])
 """
 
 from __future__ import annotations
@@ -47,5 +48,6 @@ checkpoint_run = _dispatcher(_bodies.checkpoint_run)
 seeded_runs = _dispatcher(_bodies.seeded_runs)
 benchmark = _dispatcher(_bodies.benchmark)
 largest_allocation = _dispatcher(_bodies.largest_allocation)
+matmul_flops = _dispatcher(_bodies.matmul_flops)
 
 __all__ = sorted(_bodies.PROBES)

@@ -148,3 +148,12 @@ def test_largest_allocation_sees_every_tensor_an_op_creates_but_not_views():
     assert torch.allclose(seen["result"], (x @ x.t()).sum(-1))
     assert probes.largest_allocation(tiled, [x])["numel"] < 64
     assert probes.largest_allocation(lambda x: x.add_(1), [x.clone()])["numel"] == 0
+
+
+def test_matmul_flops_counts_the_products_a_call_makes():
+    x, w = torch.randn(6, 4), torch.randn(5, 4)
+    seen = probes.matmul_flops(torch.nn.functional.linear, [x, w])
+    assert seen["flops"] == 2 * 6 * 4 * 5 and torch.equal(seen["result"], x @ w.t())
+    rows = probes.matmul_flops(lambda x, w: torch.nn.functional.linear(x[:2], w), [x, w])
+    assert rows["flops"] == 2 * 2 * 4 * 5  # only the rows it multiplies
+    assert probes.matmul_flops(lambda x: x * 2, [x])["flops"] == 0

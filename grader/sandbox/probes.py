@@ -506,3 +506,18 @@ def largest_allocation(fn: Any, args: list[Any], kwargs: dict[str, Any] | None =
     with Watch():
         result = fn(*args, **(kwargs or {}))
     return {"result": result, **largest}
+
+
+@probe
+def matmul_flops(fn: Any, args: list[Any], kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Call `fn(*args, **kwargs)` and count the floating-point operations of its matrix
+    products (torch's `FlopCounterMode`: mm, addmm, bmm, baddbmm, matmuls inside einsum and
+    linear, convolutions, attention; 2 per multiply-add). Returns "result" and "flops". Work
+    done without a matrix product (a multiply then a sum) is not counted, so a check bounds
+    from above: "no more than the routed work"."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = fn(*args, **(kwargs or {}))
+    return {"result": result, "flops": int(counter.get_total_flops())}

@@ -3,6 +3,8 @@
 Routing is compared with softmax + torch.topk + renormalisation (and with a hand-built answer
 where probabilities tie), the loss with transformers' `load_balancing_loss_func` (padding
 included), and the block with transformers' `MixtralSparseMoeBlock` holding the same weights.
+Dispatch is checked twice: an expert that overflows must not leak into tokens it was never
+routed to, and one forward's matrix-product FLOPs must be those of the routed tokens alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from transformers.models.mixtral.modeling_mixtral import (
     MixtralSparseMoeBlock,
     load_balancing_loss_func,
 )
+
+from grader import probes
+from grader.compare import fail
 
 # float32 throughout: softmax and a division (weights), sums of at most a few hundred terms
 # (loss), matmuls of width <= 64 summed in another order (block): all within a few ulps.
@@ -174,6 +179,33 @@ def test_experts_see_only_their_tokens(expect, rng):
                      **BLOCK_TOL,
                      name=f"SparseMoE{(h, f, e, k)}(x of shape {tuple(x.shape)}) whose expert 3 overflows to inf but"
                           " is routed no token: out (an expert must run only on the tokens routed to it)")
+
+
+def test_experts_compute_only_their_tokens(expect, rng):
+    """The matrix products of one forward, counted where the solution runs
+    (`probes.matmul_flops`, torch's FlopCounterMode, 2 FLOPs per multiply-add): the router,
+    2·N·h·E, and for each token its k experts' gate_up and down projections, 6·h·f each. An
+    expert run on every token, even with only its routed rows kept, costs E/k times as much
+    (3.9x the routed count here); the bound, 1.5x, leaves room for a second router call."""
+    h, f, e, k = 16, 32, 8, 2
+    w = _moe_weights(rng, h, f, e)
+    x = rng.randn(3, 10, h)
+    n = x.numel() // h
+    routed = 2 * n * h * e + n * k * 6 * h * f
+    bound = 1.5 * routed
+
+    def flops(ns: Any) -> int:
+        m = ns.SparseMoE(h, f, e, k)
+        m.load_state_dict(w)
+        return probes.matmul_flops(m, [x])["flops"]
+
+    seen = flops(expect.solution)
+    if seen > bound:
+        fail(f"SparseMoE{(h, f, e, k)}(x of shape {tuple(x.shape)}) did {seen} FLOPs of matrix products; "
+             f"routing each of the {n} tokens to its {k} experts takes {routed} (the router 2*N*h*E plus 6*h*f per "
+             f"token and chosen expert), and at most {bound:.0f} pass: each expert must run only on the tokens "
+             "routed to it, never on all N and then keep the routed rows",
+             True, expect.mistakes(lambda m: flops(m) > bound))
 
 
 @pytest.mark.hidden
