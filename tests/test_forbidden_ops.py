@@ -337,3 +337,32 @@ def test_every_bare_forbidden_name_is_a_torch_op():
             if "." not in name and not guards.known_op(name):
                 unknown.append(f"{path.relative_to(ROOT)}: {name}")
     assert not unknown
+
+
+# --- a forbidden library function reached by another name --------------------------------
+
+ROPE_REGISTRY = '''\
+from transformers import LlamaConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+
+def _config(head_dim, max_pos, params):
+    return LlamaConfig(hidden_size=4 * head_dim, num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim,
+                       max_position_embeddings=max_pos, rope_parameters=params)
+
+
+def linear_inv_freq(head_dim, base, factor):
+    config = _config(head_dim, 512, {"rope_type": "linear", "rope_theta": base, "factor": factor})
+    return ROPE_INIT_FUNCTIONS["linear"](config)[0]
+'''
+
+
+def test_a_forbidden_function_reached_through_a_registry_is_refused(tmp_path: Path):
+    """rope_scaling forbids transformers' `_compute_linear_scaling_rope_parameters`; its
+    registry `ROPE_INIT_FUNCTIONS["linear"]` holds the same function and is refused too."""
+    reference = (ROOT / "reference" / "frontier" / "rope_scaling.py").read_text()
+    source = reference.replace("def linear_inv_freq(", "def _own_linear_inv_freq(", 1) + "\n\n" + ROPE_REGISTRY
+    checks = grade_checks(tmp_path, {"frontier/rope_scaling.py": source}, ["frontier.rope_scaling.linear_matches_transformers"])
+    check = checks["frontier.rope_scaling"]["linear_matches_transformers"]
+    assert check["outcome"] == "failed", check
+    assert "may not use transformers.modeling_rope_utils._compute_linear_scaling_rope_parameters" in check["message"]

@@ -18,7 +18,9 @@ An exercise's `forbidden = [...]` holds two kinds of names:
 - A dotted name, e.g. `"torch.optim.SGD"` or
   `"transformers.models.llama.modeling_llama.LlamaAttention"`, replaces that Python
   callable with a guard (a class by a subclass whose constructor refuses, so student
-  classes deriving from it still import and are told why at construction). Use it only
+  classes deriving from it still import and are told why at construction), there and
+  wherever a loaded module holds it under another name: an attribute, or a value of a
+  module-level dict (a registry such as `ROPE_INIT_FUNCTIONS`). Use it only
   for what torch's layer cannot see: classes, plain Python helpers (`torch.nn.init.*`,
   `torch.optim.*`) and other libraries.
 
@@ -306,11 +308,12 @@ def _resolve(qualname: str) -> tuple[Any, str, Any]:
     return owner, attr, getattr(owner, attr, None)
 
 
-def _guard_name(qualname: str, exercise: str) -> None:
-    """Replace the named callable with one that raises ForbiddenOperation unless a probe's own use."""
+def _guard_name(qualname: str, exercise: str) -> tuple[Any, Any] | None:
+    """Replace the named callable with one that raises ForbiddenOperation unless a probe's own
+    use; returns (original, guard), or None when there is nothing to guard."""
     owner, attr, original = _resolve(qualname)
     if original is None:
-        return  # not in this version of the library: nothing to forbid
+        return None  # not in this version of the library: nothing to forbid
     message = f"{exercise} may not use {qualname}; {MESSAGE_TAIL}"
 
     guarded: Any = None
@@ -338,7 +341,33 @@ def _guard_name(qualname: str, exercise: str) -> None:
     try:
         setattr(owner, attr, guarded)
     except (AttributeError, TypeError):
-        pass  # a read-only attribute (a C extension's) cannot be guarded
+        return None  # a read-only attribute (a C extension's) cannot be guarded
+    return original, guarded
+
+
+def _guard_aliases(guards: dict[int, tuple[Any, Any]], packages: set[str]) -> None:
+    """Put each guard in place of its original wherever a loaded module of `packages` (the
+    guarded names' top-level packages) holds another reference to it: a module attribute
+    (`from a import f` elsewhere) or a value of a plain dict that is a module attribute (a
+    registry, such as transformers' `ROPE_INIT_FUNCTIONS["yarn"]`), so that no second name
+    reaches the original."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name.partition(".")[0] not in packages:
+            continue
+        try:
+            items = list(vars(module).items())
+        except TypeError:
+            continue
+        for name, value in items:
+            if id(value) in guards and guards[id(value)][0] is value:
+                try:
+                    setattr(module, name, guards[id(value)][1])
+                except (AttributeError, TypeError):
+                    pass
+            elif type(value) is dict:
+                for key, entry in list(value.items()):
+                    if id(entry) in guards and guards[id(entry)][0] is entry:
+                        value[key] = guards[id(entry)][1]
 
 
 def install(names: list[str], exercise: str, is_student_file: Any) -> None:
@@ -358,6 +387,11 @@ def install(names: list[str], exercise: str, is_student_file: Any) -> None:
     ops = frozenset(name for name in names if "." not in name)
     if ops:
         _torch_mode(ops, exercise).__enter__()
+    guards = {}
     for qualname in names:
         if "." in qualname:
-            _guard_name(qualname, exercise)
+            pair = _guard_name(qualname, exercise)
+            if pair is not None:
+                guards[id(pair[0])] = pair
+    if guards:
+        _guard_aliases(guards, {name.partition(".")[0] for name in names if "." in name})
