@@ -1,5 +1,6 @@
 """frontier.flash_attention's memory check, run in place: the tiled reference passes, an
-implementation that builds the (N, N) scores fails, named as the known mistake."""
+implementation that builds the (N, N) scores fails, named as the known mistake, and so does
+one that keeps every row of the scores alive at once."""
 
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def _per_head_scores(q, k, v, causal=False, block_q=64, block_k=64):
     return torch.stack(outs).reshape(q.shape), torch.stack(lses).reshape(q.shape[:-1])
 
 
+def _rows_kept(q, k, v, causal=False, block_q=64, block_k=64):
+    """Correct (out, lse) one query row at a time, each row's probabilities kept in a list:
+    no tensor is (N, N), but N * N elements per head are held at once."""
+    outs, lses, kept = [], [], []
+    for qh, kh, vh in zip(q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:]), v.reshape(-1, *v.shape[-2:])):
+        for i in range(qh.shape[0]):
+            s = kh[: i + 1 if causal else None] @ qh[i] / math.sqrt(q.shape[-1])
+            lse = torch.logsumexp(s, 0)
+            kept.append(torch.exp(s - lse))
+            outs.append(kept[-1] @ vh[: s.shape[0]])
+            lses.append(lse)
+    return torch.stack(outs).reshape(q.shape), torch.stack(lses).reshape(q.shape[:-1])
+
+
 def test_the_memory_check_passes_the_tiled_reference_and_fails_the_n_by_n_scores():
     check = _check_module().test_memory_is_linear_in_n
     reference = import_reference("frontier", ROOT / "reference" / "frontier", "flash_attention")
@@ -66,3 +81,8 @@ def test_the_memory_check_passes_the_tiled_reference_and_fails_the_n_by_n_scores
     with pytest.raises(CheckFailure) as failure:
         check(Expect(other, mutants), Rng(0))
     assert "allocated a tensor of 262144 elements" in str(failure.value)
+    rows = types.SimpleNamespace(flash_attention_forward=_rows_kept,
+                                 flash_attention_backward=reference.flash_attention_backward)
+    with pytest.raises(CheckFailure) as failure:
+        check(Expect(rows, mutants), Rng(0))
+    assert "elements at once in tensors it made" in str(failure.value)

@@ -157,3 +157,37 @@ def test_matmul_flops_counts_the_products_a_call_makes():
     rows = probes.matmul_flops(lambda x, w: torch.nn.functional.linear(x[:2], w), [x, w])
     assert rows["flops"] == 2 * 2 * 4 * 5  # only the rows it multiplies
     assert probes.matmul_flops(lambda x: x * 2, [x])["flops"] == 0
+
+
+def test_largest_allocation_counts_what_is_held_at_once():
+    """Rows of a score matrix kept in a list: no single tensor is (N, N), but N * N elements
+    are held at once; made and dropped one at a time, a row's worth at most."""
+    n = 64
+    x = torch.randn(n, 8)
+
+    def rows(x: torch.Tensor, keep: bool) -> torch.Tensor:
+        kept, out = [], []
+        for i in range(n):
+            p = torch.softmax(x[i] @ x.t(), -1)
+            out.append(p @ x)
+            if keep:
+                kept.append(p)
+        return torch.stack(out)
+
+    held = probes.largest_allocation(rows, [x, True])
+    assert held["numel"] == n * 8 and held["peak_numel"] >= n * n  # the stacked result is the largest one
+    dropped = probes.largest_allocation(rows, [x, False])
+    assert dropped["numel"] == n * 8 and dropped["peak_numel"] < 4 * n * 8
+    view = probes.largest_allocation(lambda x: (x @ x.t())[:1], [x])  # the (n, n) product lives on in its view
+    assert view["peak_numel"] == n * n
+
+
+def test_the_input_check_around_a_call_is_not_counted_as_its_work():
+    """A guarded function copies its arguments before the call and compares them after:
+    the grader's work, which a probe watching the call must not see."""
+    from grader.sandbox.inputs import guarded
+
+    x, w = torch.randn(64, 32), torch.randn(16, 32)
+    plain = probes.largest_allocation(torch.nn.functional.linear, [x, w])
+    watched = probes.largest_allocation(guarded(torch.nn.functional.linear), [x, w])
+    assert (watched["numel"], watched["peak_numel"]) == (plain["numel"], plain["peak_numel"]) == (64 * 16, 64 * 16)

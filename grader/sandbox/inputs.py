@@ -27,6 +27,7 @@ Runs inside the sandbox (imports nothing of the judge) and in the judge in direc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -327,14 +328,28 @@ def message(call: str, changed: list[tuple[str, Change]]) -> str:
     return f"{head}; your code must not modify its inputs: {advice}"
 
 
+def _unobserved() -> Any:
+    """A block in which torch's dispatch modes are off: the snapshot's copies and comparisons
+    are the grader's work, not the student's, and a probe watching the call (the tensors it
+    allocates, its FLOPs) must not count them."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return contextlib.nullcontext()
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    return _disable_current_modes()
+
+
 def checked_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], allowed: Iterable[str] = (),
                  name: str | None = None, error: Callable[[str, str], BaseException] | None = None) -> Any:
     """`fn(*args, **kwargs)`, failing with `error(call, message)` (default: InputModified)
     when it modified an argument that `allowed` does not cover."""
-    snap = snapshot(args, kwargs)
+    with _unobserved():
+        snap = snapshot(args, kwargs)
     result = fn(*args, **kwargs)
     if snap:
-        changed = modified(snap, fn, args, kwargs, allowed)
+        with _unobserved():
+            changed = modified(snap, fn, args, kwargs, allowed)
         if changed:
             call = call_name(fn, name)
             text = message(call, changed)

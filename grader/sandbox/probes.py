@@ -483,14 +483,28 @@ def largest_allocation(fn: Any, args: list[Any], kwargs: dict[str, Any] | None =
     Every op's outputs are seen (a `TorchDispatchMode`); views and in-place results (outputs
     sharing storage with one of the op's inputs) allocate nothing and are left out. Returns
     "result" (what the call returned), "numel" (the most elements of one tensor created), and
-    "op" and "shape" (the op that created it and its shape; "" and [] when none was created).
-    Memory checks compare "numel" with a bound: "never allocate a tensor as large as X".
+    "op" and "shape" (the op that created it and its shape; "" and [] when none was created),
+    and "peak_numel": the most elements that the tensors created in the call held at once (a
+    storage counts while any tensor on it, a view included, is alive). Memory checks compare
+    them with a bound: "never allocate a tensor as large as X", "never hold X at once".
     """
+    import weakref
+
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
     largest: dict[str, Any] = {"numel": 0, "op": "", "shape": []}
+    live: dict[int, list[int]] = {}  # storage address -> [elements, tensors alive on it]
+    held = {"now": 0, "peak": 0}
+
+    def release(address: int) -> None:
+        entry = live.get(address)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del live[address]
+                held["now"] -= entry[0]
 
     class Watch(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, op_args: Any = (), op_kwargs: Any = None) -> Any:
@@ -498,14 +512,26 @@ def largest_allocation(fn: Any, args: list[Any], kwargs: dict[str, Any] | None =
             inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((op_args, op_kwargs))[0]
                       if isinstance(t, torch.Tensor)}
             for t in tree_flatten(out)[0]:
-                if (isinstance(t, torch.Tensor) and t.numel() > largest["numel"]
-                        and t.untyped_storage().data_ptr() not in inputs):
+                if not isinstance(t, torch.Tensor) or t.is_meta:
+                    continue
+                storage = t.untyped_storage()
+                address = storage.data_ptr()
+                if address in live:  # another tensor on a storage made in this call: a view
+                    live[address][1] += 1
+                    weakref.finalize(t, release, address)
+                elif address not in inputs and storage.nbytes():
+                    numel = storage.nbytes() // t.element_size()
+                    live[address] = [numel, 1]
+                    weakref.finalize(t, release, address)
+                    held["now"] += numel
+                    held["peak"] = max(held["peak"], held["now"])
+                if (t.numel() > largest["numel"] and address not in inputs):
                     largest.update(numel=t.numel(), op=str(func.overloadpacket.__name__), shape=list(t.shape))
             return out
 
     with Watch():
         result = fn(*args, **(kwargs or {}))
-    return {"result": result, **largest}
+    return {"result": result, **largest, "peak_numel": held["peak"]}
 
 
 @probe

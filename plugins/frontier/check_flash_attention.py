@@ -6,7 +6,9 @@ autograd's on that naive attention. Sequence lengths are not multiples of the ti
 tile is partial), include N = 1 and N_q != N_k, and scores of a few hundred (overflow-prone
 without the running max). Memory is measured, not assumed: `probes.largest_allocation`
 watches every tensor a torch op creates while the student's forward and backward run (in the
-solution's own process) and the check fails on one as large as an (N, N) score slice. The
+solution's own process) and the check fails on one as large as an (N, N) score slice, or on
+as many elements held at once in the tensors the call made (the tiled reference's backward
+holds at most 0.54 of that: dq, dk, dv and one tile's working set). The
 Triton kernel needs triton (`needs("triton")`); without CUDA it runs in triton's interpreter
 on CPU tensors at small sizes with 16-row tiles. The hidden checks draw fresh lengths and head
 dims.
@@ -133,15 +135,20 @@ def test_memory_is_linear_in_n(expect, rng):
     for fn, args in (("flash_attention_forward", [q, k, v, False]), ("flash_attention_forward", [q, k, v, True]),
                      ("flash_attention_backward", [q, k, v, out, lse, dout, True])):
         seen = probes.largest_allocation(getattr(expect.solution, fn), args, tiles)
-        if seen["numel"] >= limit:
+        if seen["numel"] >= limit or seen["peak_numel"] >= limit:
             def call(m, fn=fn, args=args):
-                return probes.largest_allocation(getattr(m, fn), args, tiles)["numel"] >= limit
+                again = probes.largest_allocation(getattr(m, fn), args, tiles)
+                return again["numel"] >= limit or again["peak_numel"] >= limit
 
-            fail(f"{fn}(q, k, v of shape (1, 2, {n}, {d}), causal={args[-1]}, block_q=64, block_k=64) allocated a "
-                 f"tensor of {seen['numel']} elements ({seen['op']} made one of shape {tuple(seen['shape'])}); "
+            what = (f"allocated a tensor of {seen['numel']} elements ({seen['op']} made one of shape "
+                    f"{tuple(seen['shape'])})" if seen["numel"] >= limit else
+                    f"held {seen['peak_numel']} elements at once in tensors it made, though none was as large "
+                    "(pieces of the scores kept alive together count as the whole)")
+            fail(f"{fn}(q, k, v of shape (1, 2, {n}, {d}), causal={args[-1]}, block_q=64, block_k=64) {what}; "
                  f"one (N, N) score slice has {limit}: never allocate a tensor as large as the score matrix, "
-                 "keep tiles of block_q x block_k (a tile here holds 2 * 64 * 64 elements) and carry m, l and "
-                 "acc from one key tile to the next", True, expect.mistakes(call))
+                 "nor keep that much at once; keep tiles of block_q x block_k (a tile here holds 2 * 64 * 64 "
+                 "elements), drop each when its key tile is done and carry m, l and acc from one key tile to the "
+                 "next", True, expect.mistakes(call))
 
 
 @pytest.mark.needs("triton")
