@@ -31,6 +31,10 @@ or more fails the check. Tiles of shape (..., block_q, block_k) are fine: the ch
 with batch * heads = 2, N_q = N_k = 512, d = 32 and block_q = block_k = 64, so a tile holds
 2 * 64 * 64 elements, the inputs' size is 2 * 512 * 32, and one score slice 512 * 512. A
 causal mask built as an (N, N) tensor fails too: mask each tile with index comparisons.
+Nor hold that many elements at once in the tensors the call creates: tiles kept alive
+together (a list of every tile's scores or probabilities) count together. Your outputs
+(out and lse; dq, dk and dv) and the working set of a tile or two are well within it: a
+tiled backward holds about half of one score slice at its peak.
 
 Forbidden: torch's scaled_dot_product_attention (and multi_head_attention, flex_attention),
 softmax, log_softmax and logsumexp: write the exponentials yourself.
