@@ -46,6 +46,7 @@ catches using the library, not tampering with the grader.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import linecache
@@ -345,29 +346,22 @@ def _guard_name(qualname: str, exercise: str) -> tuple[Any, Any] | None:
     return original, guarded
 
 
-def _guard_aliases(guards: dict[int, tuple[Any, Any]], packages: set[str]) -> None:
+def _guard_aliases(guards: dict[int, Any], packages: set[str]) -> None:
     """Put each guard in place of its original wherever a loaded module of `packages` (the
     guarded names' top-level packages) holds another reference to it: a module attribute
     (`from a import f` elsewhere) or a value of a plain dict that is a module attribute (a
     registry, such as transformers' `ROPE_INIT_FUNCTIONS["yarn"]`), so that no second name
-    reaches the original."""
+    reaches the original. `guards` maps id(original) to its guard; the caller keeps every
+    original alive, so an id found there is that object."""
     for module_name, module in list(sys.modules.items()):
         if module_name.partition(".")[0] not in packages:
             continue
-        try:
-            items = list(vars(module).items())
-        except TypeError:
-            continue
-        for name, value in items:
-            if id(value) in guards and guards[id(value)][0] is value:
-                try:
-                    setattr(module, name, guards[id(value)][1])
-                except (AttributeError, TypeError):
-                    pass
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if id(value) in guards:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(module, name, guards[id(value)])
             elif type(value) is dict:
-                for key, entry in list(value.items()):
-                    if id(entry) in guards and guards[id(entry)][0] is entry:
-                        value[key] = guards[id(entry)][1]
+                value.update({key: guards[id(entry)] for key, entry in value.items() if id(entry) in guards})
 
 
 def install(names: list[str], exercise: str, is_student_file: Any) -> None:
@@ -387,11 +381,7 @@ def install(names: list[str], exercise: str, is_student_file: Any) -> None:
     ops = frozenset(name for name in names if "." not in name)
     if ops:
         _torch_mode(ops, exercise).__enter__()
-    guards = {}
-    for qualname in names:
-        if "." in qualname:
-            pair = _guard_name(qualname, exercise)
-            if pair is not None:
-                guards[id(pair[0])] = pair
-    if guards:
-        _guard_aliases(guards, {name.partition(".")[0] for name in names if "." in name})
+    dotted = [name for name in names if "." in name]
+    pairs = [pair for pair in (_guard_name(name, exercise) for name in dotted) if pair is not None]
+    if pairs:
+        _guard_aliases({id(original): guard for original, guard in pairs}, {n.partition(".")[0] for n in dotted})

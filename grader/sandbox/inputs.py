@@ -332,8 +332,7 @@ def _unobserved() -> Any:
     """A block in which torch's dispatch modes are off: the snapshot's copies and comparisons
     are the grader's work, not the student's, and a probe watching the call (the tensors it
     allocates, its FLOPs) must not count them."""
-    torch = sys.modules.get("torch")
-    if torch is None:
+    if "torch" not in sys.modules:  # nothing could be watching
         return contextlib.nullcontext()
     from torch.utils._python_dispatch import _disable_current_modes
 

@@ -525,7 +525,7 @@ def largest_allocation(fn: Any, args: list[Any], kwargs: dict[str, Any] | None =
                     weakref.finalize(t, release, address)
                     held["now"] += numel
                     held["peak"] = max(held["peak"], held["now"])
-                if (t.numel() > largest["numel"] and address not in inputs):
+                if t.numel() > largest["numel"] and address not in inputs:
                     largest.update(numel=t.numel(), op=str(func.overloadpacket.__name__), shape=list(t.shape))
             return out
 

@@ -37,6 +37,7 @@ ZERO_TAIL = 64
 that reads a few elements past the end (a mask off by one) then reads zeros, on every run,
 instead of whatever the allocator left there; a check that builds its inputs with
 `grader.checks.zero_tail` gives a known mistake the same zeros in the judge."""
+_ZEROS = bytes(ZERO_TAIL)
 
 
 class WireError(Exception):
@@ -236,8 +237,8 @@ def decode(header: Any, buffers: list[bytes], from_ref: Callable[[Ref], Any]) ->
             if not raw:
                 return torch.empty(shape, dtype=dtype)
             if dtype == torch.bool:  # any byte but 0 or 1 would be an invalid bool: compare
-                flags = torch.frombuffer(tailed(bytearray(len(raw))), dtype=torch.bool, count=len(raw))
-                raw = raw if isinstance(raw, bytearray) else bytearray(raw)
+                flags = torch.frombuffer(bytearray(len(raw) + ZERO_TAIL), dtype=torch.bool, count=len(raw))
+                raw = raw if isinstance(raw, bytearray) else bytearray(raw)  # frombuffer wants it writable
                 return torch.ne(torch.frombuffer(raw, dtype=torch.uint8), 0, out=flags).reshape(shape)
             return torch.frombuffer(tailed(raw), dtype=dtype, count=math.prod(shape)).reshape(shape)
         if tag == "$ndarray":
@@ -375,6 +376,4 @@ def _recv_exact(sock: socket.socket, n: int, deadline: Deadline) -> bytearray:
             got += k
     return out
 
-
-_ZEROS = bytes(ZERO_TAIL)
 
