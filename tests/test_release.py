@@ -214,19 +214,33 @@ def _public(data: dict) -> dict:
             for t in data["tracks"] for e in t["exercises"] for c in e["checks"] if not c["hidden"]}
 
 
-def _hidden_checks(path: Path) -> list[str]:
-    """Names of the checks in `path` marked `pytest.mark.hidden` (read here, not by the release's
-    own stripper, so that a mark the stripper misses still fails the search)."""
+def _split_checks(path: Path) -> tuple[list[str], str]:
+    """The names of the checks in `path` marked `pytest.mark.hidden` (one by one, by class, or
+    all by a module-level `pytestmark`), and the file's text without them: read here, not by
+    the release's own stripper, so that a mark the stripper misses still fails the search."""
+    source = path.read_text()
+    tree = ast.parse(source)
+
     def marked(node: ast.AST) -> bool:
         return any("mark.hidden" in ast.unparse(d) for d in getattr(node, "decorator_list", []))
-    names = []
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.FunctionDef) and marked(node):
+
+    every = any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in n.targets)
+                and "mark.hidden" in ast.unparse(n.value) for n in tree.body)
+    names, spans = [], []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_") and (every or marked(node)):
             names.append(node.name.removeprefix("test_"))
+            spans.append(node)
         elif isinstance(node, ast.ClassDef):
-            names += [m.name.removeprefix("test_") for m in node.body
-                      if isinstance(m, ast.FunctionDef) and (marked(node) or marked(m))]
-    return names
+            hidden = [m for m in node.body if isinstance(m, ast.FunctionDef) and m.name.startswith("test_")
+                      and (every or marked(node) or marked(m))]
+            names += [m.name.removeprefix("test_") for m in hidden]
+            spans += [node] if every or marked(node) else hidden
+    lines = source.splitlines(keepends=True)
+    for node in sorted(spans, key=lambda n: n.lineno, reverse=True):
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        del lines[first - 1 : node.end_lineno]
+    return names, "".join(lines)
 
 
 def _no_solutions_in(out: Path, catalog, exercise_ids: list[str]) -> None:
@@ -236,16 +250,17 @@ def _no_solutions_in(out: Path, catalog, exercise_ids: list[str]) -> None:
         if path.is_file() and "__pycache__" not in path.parts:
             data = path.read_bytes()
             texts[path] = (lzma.decompress(data) if path.suffix == ".xz" else data).decode("utf-8", "replace")
-    assert not (out / "reference").exists()
+    assert texts and not (out / "reference").exists()
     everything = "\n\0\n".join(texts.values())
     # lines the engine itself holds (an import, a common signature) say nothing of a solution
     generic = "".join(p.read_text() for folder in ("grader", "docs", "templates") for p in (ROOT / folder).rglob("*")
                       if p.is_file() and p.suffix in (".py", ".md", ".j2", ".toml"))
-    # what the course shows anyone: every stub, every check file and every hint. A public check may
-    # hold a judge-side helper (bpe_train's own special-token split) and a hint may quote a line.
+    # what the course shows anyone: every stub, every check file less its hidden checks, and every
+    # hint. A public check may hold a judge-side helper (bpe_train's own special-token split) and a
+    # hint may quote a line.
     public = generic + "".join(
         catalog.track(e.track).stubs.joinpath(f"{e.name}.py").read_text()
-        + "".join(Path(c).read_text() for c in e.checks) + "\n".join(e.hints)
+        + "".join(_split_checks(Path(c))[1] for c in e.checks) + "\n".join(e.hints)
         for e in catalog.exercises)
     for exercise_id in exercise_ids:
         exercise = catalog.exercise(exercise_id)
@@ -259,7 +274,7 @@ def _no_solutions_in(out: Path, catalog, exercise_ids: list[str]) -> None:
             if piece in everything:  # one search of the whole edition; then name the file
                 holders = [str(path) for path, text in texts.items() if piece in text]
                 raise AssertionError(f"{holders} hold {what} of {exercise_id}: {piece!r}")
-        hidden = [n for c in exercise.checks for n in _hidden_checks(Path(c))]
+        hidden = [n for c in exercise.checks for n in _split_checks(Path(c))[0]]
         assert hidden, exercise_id
         for name in hidden:
             assert f"def test_{name}(" not in everything, f"the edition holds hidden check {name} of {exercise_id}"
